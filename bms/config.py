@@ -1,0 +1,313 @@
+"""Configuration: TOML files and the Python API build the same frozen dataclasses.
+
+Every section validates itself on construction, so a bad value stops at
+start-up with one line naming the field (and the file, when it came from one):
+
+    my_pack.toml: [pack] initial_soc: must be within [0, 1], got 1.2
+
+The defaults describe the built-in bus pack: 200 LFP 280 Ah cells in series.
+Sign convention, everywhere in the package: positive current = discharge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bms.errors import ConfigError
+
+__all__ = [
+    "BalancingConfig",
+    "Config",
+    "ContactorConfig",
+    "CurrentSensorConfig",
+    "ModelConfig",
+    "PackConfig",
+    "SensorConfig",
+    "SpreadConfig",
+    "TemperatureSensorConfig",
+    "VoltageSensorConfig",
+    "load_config",
+    "preset",
+    "presets",
+]
+
+
+def _num(default: float, lo: float | None = None, hi: float | None = None, *,
+         lo_open: bool = False) -> Any:
+    return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open})
+
+
+class _Section:
+    """Validation shared by every section: numbers finite and within their bounds."""
+
+    _section: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            val = getattr(self, f.name)
+            lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+            if isinstance(val, bool) or not isinstance(val, int | float):
+                continue
+            fld = f"[{self._section}] {f.name}"
+            if not math.isfinite(val):
+                raise ConfigError(f"must be a finite number, got {val}", field=fld)
+            if lo is not None and (val <= lo if f.metadata.get("lo_open") else val < lo):
+                rel = ">" if f.metadata.get("lo_open") else ">="
+                if hi is not None:
+                    raise ConfigError(f"must be within [{lo:g}, {hi:g}], got {val:g}", field=fld)
+                raise ConfigError(f"must be {rel} {lo:g}, got {val:g}", field=fld)
+            if hi is not None and val > hi:
+                if lo is not None:
+                    raise ConfigError(f"must be within [{lo:g}, {hi:g}], got {val:g}", field=fld)
+                raise ConfigError(f"must be <= {hi:g}, got {val:g}", field=fld)
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field checks of a section (override)."""
+
+
+@dataclass(frozen=True)
+class PackConfig(_Section):
+    """The pack: chemistry, topology, initial conditions."""
+
+    _section = "pack"
+    chemistry: str = "lfp_280ah"  # built-in name or path of a chemistry TOML file
+    series: int = _num(200, 1, 100_000)
+    parallel: int = _num(1, 1, 1_000)
+    initial_soc: float = _num(0.9, 0.0, 1.0)
+    initial_temp_c: float = _num(25.0, -60.0, 120.0)
+    ambient_temp_c: float = _num(25.0, -60.0, 120.0)
+    seed: int = _num(1, 0)
+
+    @property
+    def n_cells(self) -> int:
+        return self.series * self.parallel
+
+
+@dataclass(frozen=True)
+class SpreadConfig(_Section):
+    """Cell-to-cell spread, drawn once from the pack seed (normal distributions)."""
+
+    _section = "spread"
+    capacity_rel: float = _num(0.01, 0.0, 0.3)  # std of capacity / nominal
+    resistance_rel: float = _num(0.03, 0.0, 0.5)  # std of resistance / table value
+    soc_abs: float = _num(0.005, 0.0, 0.2)  # std of initial SOC
+    self_discharge_rel: float = _num(0.2, 0.0, 2.0)  # std of self-discharge / nominal
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """Which parts of the cell model run (all on by default)."""
+
+    _section = "model"
+    rc_pairs: int = _num(2, 0, 2)  # capped by the chemistry's tables
+    hysteresis: bool = True
+    thermal: bool = True  # off: every cell stays at its initial temperature
+    self_discharge: bool = True
+
+
+@dataclass(frozen=True)
+class BalancingConfig(_Section):
+    """Passive balancing hardware: one switch and resistor across each series group."""
+
+    _section = "balancing"
+    resistor_ohm: float = _num(33.0, 0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class ContactorConfig(_Section):
+    """Main contactors, precharge path and the DC link on the vehicle side."""
+
+    _section = "contactors"
+    precharge_resistor_ohm: float = _num(50.0, 0.0, lo_open=True)
+    link_capacitance_f: float = _num(1e-3, 0.0, lo_open=True)
+    link_discharge_ohm: float = _num(10_000.0, 0.0, lo_open=True)  # passive discharge
+
+
+@dataclass(frozen=True)
+class VoltageSensorConfig(_Section):
+    """A voltage measurement: ADC step, white noise, offset and gain error."""
+
+    _section = "sensors.voltage"
+    resolution_v: float = _num(1e-4, 0.0)  # ADC step; 0 = not quantised
+    noise_v: float = _num(0.002, 0.0)  # rms per sample
+    offset_v: float = _num(0.001, 0.0)  # std of each channel's fixed offset
+    gain_error: float = _num(5e-4, 0.0, 0.5)  # std of each channel's relative gain error
+    full_scale_v: float = _num(5.0, 0.0, lo_open=True)
+
+
+def _cell_voltage_default() -> VoltageSensorConfig:
+    return VoltageSensorConfig()
+
+
+def _hv_default() -> VoltageSensorConfig:
+    return VoltageSensorConfig(resolution_v=0.01, noise_v=0.1, offset_v=0.2, gain_error=0.002,
+                               full_scale_v=1500.0)
+
+
+@dataclass(frozen=True)
+class TemperatureSensorConfig(_Section):
+    """Cell temperature sensors (NTCs): one per ``cells_per_sensor`` cells."""
+
+    _section = "sensors.temperature"
+    cells_per_sensor: int = _num(4, 1)
+    placement: str = "middle"  # first | middle | last cell of each block
+    cells: tuple[int, ...] = ()  # explicit cell indices; overrides the two fields above
+    resolution_c: float = _num(0.1, 0.0)
+    noise_c: float = _num(0.1, 0.0)
+    offset_c: float = _num(0.3, 0.0)  # std of each sensor's fixed offset
+    open_reading_c: float = -40.0  # what an open NTC reads
+    short_reading_c: float = 150.0  # what a shorted NTC reads
+
+    def check(self) -> None:
+        if self.placement not in ("first", "middle", "last"):
+            raise ConfigError(f"must be first, middle or last, got {self.placement!r}",
+                              field=f"[{self._section}] placement")
+        if any(c < 0 for c in self.cells):
+            raise ConfigError("cell indices must be >= 0", field=f"[{self._section}] cells")
+
+
+@dataclass(frozen=True)
+class CurrentSensorConfig(_Section):
+    """Pack current sensor (shunt or Hall): fixed offset and gain error, noise, step."""
+
+    _section = "sensors.current"
+    offset_a: float = 0.05
+    gain_error: float = _num(0.005, -0.5, 0.5)
+    noise_a: float = _num(0.05, 0.0)
+    resolution_a: float = _num(0.01, 0.0)
+    full_scale_a: float = _num(2000.0, 0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class SensorConfig(_Section):
+    """What the BMS measures. Noise and channel errors come from ``seed``."""
+
+    _section = "sensors"
+    seed: int = _num(2, 0)
+    cell_voltage: VoltageSensorConfig = field(default_factory=_cell_voltage_default)
+    temperature: TemperatureSensorConfig = field(default_factory=TemperatureSensorConfig)
+    current: CurrentSensorConfig = field(default_factory=CurrentSensorConfig)
+    pack_voltage: VoltageSensorConfig = field(default_factory=_hv_default)
+    bus_voltage: VoltageSensorConfig = field(default_factory=_hv_default)
+
+
+@dataclass(frozen=True)
+class Config(_Section):
+    """Everything the plant needs. ``Config()`` is the built-in bus pack."""
+
+    _section = ""
+    pack: PackConfig = field(default_factory=PackConfig)
+    spread: SpreadConfig = field(default_factory=SpreadConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    balancing: BalancingConfig = field(default_factory=BalancingConfig)
+    contactors: ContactorConfig = field(default_factory=ContactorConfig)
+    sensors: SensorConfig = field(default_factory=SensorConfig)
+
+    def check(self) -> None:
+        n = self.pack.n_cells
+        bad = [c for c in self.sensors.temperature.cells if c >= n]
+        if bad:
+            raise ConfigError(f"cell index {bad[0]} outside the pack (0..{n - 1})",
+                              field="[sensors.temperature] cells")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _build(cls: type, data: Any, section: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"must be a table, got {type(data).__name__}", field=f"[{section}]")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown field {unknown[0]!r}; valid: {', '.join(fields)}",
+                          field=f"[{section}]" if section else None)
+    kwargs: dict[str, Any] = {}
+    for name, val in data.items():
+        typ = hints[name]
+        sub = f"{section}.{name}" if section else name
+        fld = f"[{section}] {name}" if section else name
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, val, sub)  # type: ignore[arg-type]
+        elif typ is bool:
+            if not isinstance(val, bool):
+                raise ConfigError(f"must be true or false, got {val!r}", field=fld)
+            kwargs[name] = val
+        elif typ is int:
+            if isinstance(val, bool) or not isinstance(val, int):
+                raise ConfigError(f"must be an integer, got {val!r}", field=fld)
+            kwargs[name] = val
+        elif typ is float:
+            if isinstance(val, bool) or not isinstance(val, int | float):
+                raise ConfigError(f"must be a number, got {val!r}", field=fld)
+            kwargs[name] = float(val)
+        elif typ is str:
+            if not isinstance(val, str):
+                raise ConfigError(f"must be a string, got {val!r}", field=fld)
+            kwargs[name] = val
+        elif typing.get_origin(typ) is tuple:
+            if not isinstance(val, list) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in val):
+                raise ConfigError("must be a list of integers", field=fld)
+            kwargs[name] = tuple(val)
+        else:  # pragma: no cover - a field type this loader does not know is a bug
+            raise TypeError(f"unsupported config field type {typ} for {fld}")
+    return cls(**kwargs)
+
+
+def _from_toml_bytes(raw: bytes, source: str) -> Config:
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=source) from None
+    try:
+        cfg = _build(Config, data, "")
+    except ConfigError as exc:
+        raise ConfigError(str(exc), source=source) from None
+    chem = cfg.pack.chemistry
+    if chem.endswith(".toml") and not Path(chem).is_absolute() and source != "<python>":
+        # a chemistry path in a config file is relative to that file
+        base = Path(source).parent
+        if (base / chem).is_file():
+            cfg = dataclasses.replace(cfg, pack=dataclasses.replace(cfg.pack,
+                                                                    chemistry=str(base / chem)))
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a TOML configuration file. Missing sections and fields take the defaults."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"configuration file not found: {p}")
+    return _from_toml_bytes(p.read_bytes(), str(p))
+
+
+def presets() -> list[str]:
+    """Names of the built-in configurations."""
+    folder = resources.files("bms").joinpath("presets")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def preset(name: str) -> Config:
+    """A built-in configuration by name (``bus``, ``container``, ``single_cell``)."""
+    names = presets()
+    if name not in names:
+        raise ConfigError(f"unknown preset {name!r}; built-in: {', '.join(names)}",
+                          field="preset")
+    raw = resources.files("bms").joinpath("presets", name + ".toml").read_bytes()
+    return _from_toml_bytes(raw, f"bms/presets/{name}.toml")
+
+
+# keep ``types`` imported for runtime evaluation of PEP 604 unions in get_type_hints
+_ = types

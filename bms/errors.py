@@ -1,0 +1,36 @@
+"""Exceptions of the emulator.
+
+Battery faults are never exceptions: they are states and CAN flags. Exceptions
+are for bad configuration or input (raised early, one line that says what to
+fix) and for bugs.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BmsError", "ConfigError", "InputError"]
+
+
+class BmsError(Exception):
+    """Base class of every error the emulator raises on purpose."""
+
+
+class ConfigError(BmsError, ValueError):
+    """A configuration or parameter file is wrong.
+
+    The message is one line: ``<file>: [<section>] <field>: <what is wrong>``.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        self.source = source
+        self.field = field
+        parts = []
+        if source:
+            parts.append(f"{source}:")
+        if field:
+            parts.append(f"{field}:")
+        parts.append(message)
+        super().__init__(" ".join(parts))
+
+
+class InputError(BmsError, ValueError):
+    """A run-time input (a current, a time step, a profile value) is unusable."""

@@ -1,0 +1,378 @@
+"""numba kernels of the pack plant: the physics in one place.
+
+Each cell is an equivalent circuit: OCV(SOC, T) with a one-state hysteresis,
+a series resistance R0 and up to two RC pairs, a lumped thermal mass against
+ambient/coolant, self-discharge and an optional internal short (a leak
+conductance across the cell). Parallel cells of a series group share current
+by Kirchhoff's laws; a balancing bleed resistor sits across each group.
+
+For one step of length dt each cell's current is held constant (zero-order
+hold) and every state advances with its exact solution for that current,
+parameters taken at the start of the step:
+
+    v_k(t+dt) = v_k e_k + R_k (1 - e_k) i,          e_k = exp(-dt / tau_k)
+    h(t+dt)   = s + (h - s) exp(-gamma |i| dt / Q),  s = -1 discharging, +1 charging
+    T(t+dt)   = T_inf + (T - T_inf) exp(-dt G / C),  T_inf = T_amb + heat / G
+    SOC(t+dt) = SOC - eta i dt / Q - sd dt           (eta < 1 on charge only)
+
+The decay factors e_k are computed at the chemistry's table nodes for the
+step's dt (one exp per node per distinct dt, not per cell and step) and
+interpolated like every other parameter; with constant parameters they are
+exact.
+
+A cell's end-of-step terminal voltage is affine in its current,
+V = a - b i with a = OCV + M h - sum v_k e_k and b = R0 + sum R_k (1 - e_k).
+In a group of parallel cells all V are equal and the cell currents, less the
+leak through internal shorts and the bleed resistor, add up to the pack
+current, so  V = (sum a/b - I) / (sum 1/b + sum g_leak + g_bleed).
+
+Kernels never raise, log or allocate; Python validates their inputs once.
+Sign convention: positive current = discharge.
+"""
+
+from __future__ import annotations
+
+import math
+
+from bms._jit import inline, kernel
+from bms.plant.layout import (
+    FLAG_EMPTY,
+    FLAG_FULL,
+    G_BLEED_G,
+    G_IBLEED,
+    G_V,
+    M_AMBIENT,
+    M_ETA,
+    M_GAMMA,
+    M_HYST,
+    M_LAST_DT,
+    M_NSOC,
+    M_NT,
+    M_RC,
+    M_SELFDIS,
+    M_SOC0,
+    M_SOC_INV,
+    M_T0,
+    M_T_INV,
+    M_THERMAL,
+    O_SOC_MAX,
+    O_SOC_MEAN,
+    O_SOC_MIN,
+    O_TMAX,
+    O_VMAX,
+    O_VMIN,
+    O_VPACK,
+    P_CTH,
+    P_GLEAK,
+    P_Q_AS,
+    P_RSCALE,
+    P_RTH,
+    P_SD,
+    P_THDECAY,
+    S_A,
+    S_B,
+    S_E1,
+    S_E2,
+    S_K1,
+    S_K2,
+    S_QEFF,
+    S_R0,
+    S_R1,
+    S_R2,
+    S_SDF,
+    T_CAP,
+    T_E1,
+    T_E2,
+    T_HYST,
+    T_OCV,
+    T_R0,
+    T_R1,
+    T_R2,
+    T_SD,
+    X_FLAG,
+    X_H,
+    X_HEAT,
+    X_I,
+    X_SOC,
+    X_TEMP,
+    X_V1,
+    X_V2,
+)
+
+
+@inline
+def exp_neg(z):
+    """exp(-z) for z >= 0; below 0.01 a degree-6 Taylor polynomial, exact to double
+    precision (remainder z^7/7! < 2e-18), evaluated in Estrin's scheme (short latency)."""
+    if z < 0.01:
+        z2 = z * z
+        return ((1.0 - z) + z2 * (0.5 - z * (1.0 / 6.0))) \
+            + (z2 * z2) * ((1.0 / 24.0 - z * (1.0 / 120.0)) + z2 * (1.0 / 720.0))
+    return math.exp(-z)
+
+
+@inline
+def clamp(v, lo, hi):
+    """``v`` limited to [lo, hi] with plain comparisons (no NaN bookkeeping)."""
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v
+
+
+@inline
+def grid_cell(value, origin, inv_step, n):
+    """Grid interval holding ``value`` (clamped to the table) and the weight in it."""
+    f = (value - origin) * inv_step
+    i = int(clamp(f, 0.0, n - 2.0))
+    return i, f - i
+
+
+@inline
+def lookup(tab, soc, temp_c, s0, sinv, ns, t0, tinv, nt):
+    """Cell parameters at (soc, temp_c), bilinear between the four nearest nodes.
+
+    Temperature is clamped to the tables; SOC is clamped for every parameter but
+    the OCV, which is extrapolated linearly from the end segment (an
+    over-discharged cell's voltage keeps falling) and held at or above 0 V.
+    Returns (ocv_mid, hyst_half, r0, r1, r2, e1, e2, cap_factor, sd_factor).
+    """
+    i, ws = grid_cell(soc, s0, sinv, ns)
+    j, wt = grid_cell(temp_c, t0, tinv, nt)
+    wc = clamp(ws, 0.0, 1.0)
+    wt = clamp(wt, 0.0, 1.0)
+    a00 = (1.0 - wc) * (1.0 - wt)
+    a10 = wc * (1.0 - wt)
+    a01 = (1.0 - wc) * wt
+    a11 = wc * wt
+    # scalar indexing only: a view of ``tab`` would cost two atomic reference counts
+    o0 = tab[i, j, T_OCV] + ws * (tab[i + 1, j, T_OCV] - tab[i, j, T_OCV])
+    o1 = tab[i, j + 1, T_OCV] + ws * (tab[i + 1, j + 1, T_OCV] - tab[i, j + 1, T_OCV])
+    ocv = clamp(o0 + wt * (o1 - o0), 0.0, math.inf)
+    hh = a00 * tab[i, j, T_HYST] + a10 * tab[i + 1, j, T_HYST] + a01 * tab[i, j + 1, T_HYST] \
+        + a11 * tab[i + 1, j + 1, T_HYST]
+    r0 = a00 * tab[i, j, T_R0] + a10 * tab[i + 1, j, T_R0] + a01 * tab[i, j + 1, T_R0] \
+        + a11 * tab[i + 1, j + 1, T_R0]
+    r1 = a00 * tab[i, j, T_R1] + a10 * tab[i + 1, j, T_R1] + a01 * tab[i, j + 1, T_R1] \
+        + a11 * tab[i + 1, j + 1, T_R1]
+    r2 = a00 * tab[i, j, T_R2] + a10 * tab[i + 1, j, T_R2] + a01 * tab[i, j + 1, T_R2] \
+        + a11 * tab[i + 1, j + 1, T_R2]
+    e1 = a00 * tab[i, j, T_E1] + a10 * tab[i + 1, j, T_E1] + a01 * tab[i, j + 1, T_E1] \
+        + a11 * tab[i + 1, j + 1, T_E1]
+    e2 = a00 * tab[i, j, T_E2] + a10 * tab[i + 1, j, T_E2] + a01 * tab[i, j + 1, T_E2] \
+        + a11 * tab[i + 1, j + 1, T_E2]
+    # temperature-only columns: the same along soc, so one row is enough
+    capf = tab[i, j, T_CAP] + wt * (tab[i, j + 1, T_CAP] - tab[i, j, T_CAP])
+    sdf = tab[i, j, T_SD] + wt * (tab[i, j + 1, T_SD] - tab[i, j, T_SD])
+    return ocv, hh, r0, r1, r2, e1, e2, capf, sdf
+
+
+@inline
+def advance_cell(soc, v1, v2, h, temp, i, v, e1, k1, e2, k2, r0, r1, r2, qeff, sd_rate, gleak,
+                 rth, th_decay, dt_s, rc, hyst_on, thermal_on, gamma, eta, amb):
+    """One cell over the step at internal current ``i`` and terminal voltage ``v``.
+
+    Scalars in, scalars out (passing arrays would cost reference counting per cell).
+    Returns (soc, v1, v2, h, temp, heat_w).
+    """
+    heat = i * i * r0
+    if rc >= 1:
+        v1 = v1 * e1 + k1 * i
+        heat += v1 * v1 / r1
+    if rc >= 2:
+        v2 = v2 * e2 + k2 * i
+        heat += v2 * v2 / r2
+    if gleak > 0.0:
+        heat += v * v * gleak
+    inv_q = 1.0 / qeff
+    dq = i * dt_s
+    if i < 0.0:
+        dq *= eta
+    soc = soc - dq * inv_q - sd_rate * dt_s
+    if hyst_on and i != 0.0:
+        target = -1.0 if i > 0.0 else 1.0
+        h = target + (h - target) * exp_neg(gamma * abs(i) * dt_s * inv_q)
+    if thermal_on:
+        t_inf = amb + heat * rth
+        temp = t_inf + (temp - t_inf) * th_decay
+    return soc, v1, v2, h, temp, heat
+
+
+@kernel
+def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
+    """Advance the pack by ``dt_s`` at pack current ``current_a`` (A, + = discharge).
+
+    ``tab`` must hold the decay factors for this ``dt_s`` (see :func:`fill_decays`).
+    Writes the new state into ``x``, the group voltages into ``g`` and the pack
+    figures into ``out`` (O_* slots); returns the pack terminal voltage, V.
+    """
+    n_series = g.shape[1]
+    n_cells = x.shape[1]
+    s0 = m[M_SOC0]
+    sinv = m[M_SOC_INV]
+    ns = m[M_NSOC]
+    t0 = m[M_T0]
+    tinv = m[M_T_INV]
+    nt = m[M_NT]
+    rc = int(m[M_RC])
+    hyst_on = m[M_HYST] > 0.0
+    thermal_on = m[M_THERMAL] > 0.0
+    selfdis_on = m[M_SELFDIS] > 0.0
+    gamma = m[M_GAMMA]
+    eta = m[M_ETA]
+    amb = m[M_AMBIENT]
+    if dt_s != m[M_LAST_DT]:
+        for c in range(n_cells):
+            p[P_THDECAY, c] = math.exp(-dt_s / (p[P_RTH, c] * p[P_CTH, c]))
+        m[M_LAST_DT] = dt_s
+    v_pack = 0.0
+    vmin = math.inf
+    vmax = -math.inf
+    soc_sum = 0.0
+    soc_min = math.inf
+    soc_max = -math.inf
+    tmax = -math.inf
+    for s in range(n_series):
+        base = s * n_par
+        gb = g[G_BLEED_G, s]
+        if n_par == 1:
+            c = base
+            ocv, hh, r0, r1, r2, e1, e2, capf, sdf = lookup(
+                tab, x[X_SOC, c], x[X_TEMP, c], s0, sinv, ns, t0, tinv, nt)
+            rs = p[P_RSCALE, c]
+            r0 *= rs
+            r1 *= rs
+            r2 *= rs
+            a = ocv + hh * x[X_H, c] if hyst_on else ocv
+            b = r0
+            k1 = r1 * (1.0 - e1)
+            k2 = r2 * (1.0 - e2)
+            if rc >= 1:
+                a -= x[X_V1, c] * e1
+                b += k1
+            if rc >= 2:
+                a -= x[X_V2, c] * e2
+                b += k2
+            gl = p[P_GLEAK, c]
+            if gl > 0.0 or gb > 0.0:
+                v = (a / b - current_a) / (1.0 / b + gl + gb)
+                i = (a - v) / b
+            else:
+                v = a - b * current_a
+                i = current_a
+            qeff = p[P_Q_AS, c] * capf
+            sd_rate = p[P_SD, c] * sdf if selfdis_on else 0.0
+            soc, v1, v2, h, temp, heat = advance_cell(
+                x[X_SOC, c], x[X_V1, c], x[X_V2, c], x[X_H, c], x[X_TEMP, c], i, v, e1, k1,
+                e2, k2, r0, r1, r2, qeff, sd_rate, gl, p[P_RTH, c], p[P_THDECAY, c], dt_s, rc,
+                hyst_on, thermal_on, gamma, eta, amb)
+            x[X_SOC, c] = soc
+            x[X_V1, c] = v1
+            x[X_V2, c] = v2
+            x[X_H, c] = h
+            x[X_TEMP, c] = temp
+            x[X_I, c] = i
+            x[X_HEAT, c] = heat
+            x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
+            soc_sum += soc
+            soc_min = soc if soc < soc_min else soc_min
+            soc_max = soc if soc > soc_max else soc_max
+            tmax = temp if temp > tmax else tmax
+        else:
+            sum_ab = 0.0
+            sum_inv_b = 0.0
+            sum_gl = 0.0
+            for jj in range(n_par):
+                c = base + jj
+                ocv, hh, r0, r1, r2, e1, e2, capf, sdf = lookup(
+                tab, x[X_SOC, c], x[X_TEMP, c], s0, sinv, ns, t0, tinv, nt)
+                rs = p[P_RSCALE, c]
+                r0 *= rs
+                r1 *= rs
+                r2 *= rs
+                a = ocv + hh * x[X_H, c] if hyst_on else ocv
+                b = r0
+                k1 = r1 * (1.0 - e1)
+                k2 = r2 * (1.0 - e2)
+                if rc >= 1:
+                    a -= x[X_V1, c] * e1
+                    b += k1
+                if rc >= 2:
+                    a -= x[X_V2, c] * e2
+                    b += k2
+                x[S_A, c] = a
+                x[S_B, c] = b
+                x[S_E1, c] = e1
+                x[S_K1, c] = k1
+                x[S_E2, c] = e2
+                x[S_K2, c] = k2
+                x[S_R0, c] = r0
+                x[S_R1, c] = r1
+                x[S_R2, c] = r2
+                x[S_QEFF, c] = p[P_Q_AS, c] * capf
+                x[S_SDF, c] = sdf
+                inv_b = 1.0 / b
+                sum_ab += a * inv_b
+                sum_inv_b += inv_b
+                sum_gl += p[P_GLEAK, c]
+            v = (sum_ab - current_a) / (sum_inv_b + sum_gl + gb)
+            for jj in range(n_par):
+                c = base + jj
+                i = (x[S_A, c] - v) / x[S_B, c]
+                sd_rate = p[P_SD, c] * x[S_SDF, c] if selfdis_on else 0.0
+                soc, v1, v2, h, temp, heat = advance_cell(
+                    x[X_SOC, c], x[X_V1, c], x[X_V2, c], x[X_H, c], x[X_TEMP, c], i, v,
+                    x[S_E1, c], x[S_K1, c], x[S_E2, c], x[S_K2, c], x[S_R0, c], x[S_R1, c],
+                    x[S_R2, c], x[S_QEFF, c], sd_rate, p[P_GLEAK, c], p[P_RTH, c],
+                    p[P_THDECAY, c], dt_s, rc, hyst_on, thermal_on, gamma, eta, amb)
+                x[X_SOC, c] = soc
+                x[X_V1, c] = v1
+                x[X_V2, c] = v2
+                x[X_H, c] = h
+                x[X_TEMP, c] = temp
+                x[X_I, c] = i
+                x[X_HEAT, c] = heat
+                x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
+                soc_sum += soc
+                soc_min = soc if soc < soc_min else soc_min
+                soc_max = soc if soc > soc_max else soc_max
+                tmax = temp if temp > tmax else tmax
+        g[G_V, s] = v
+        g[G_IBLEED, s] = v * gb
+        v_pack += v
+        vmin = v if v < vmin else vmin
+        vmax = v if v > vmax else vmax
+    out[O_VPACK] = v_pack
+    out[O_VMIN] = vmin
+    out[O_VMAX] = vmax
+    out[O_SOC_MEAN] = soc_sum / n_cells
+    out[O_SOC_MIN] = soc_min
+    out[O_SOC_MAX] = soc_max
+    out[O_TMAX] = tmax
+    return v_pack
+
+
+@kernel
+def run_kernel(x, p, g, tab, m, current_a, dt_s, n_par, trace, snap, snap_every):
+    """Run the pack over a current profile (A, one value per step of ``dt_s``).
+
+    ``trace`` has shape (n_steps, 1 + NO): the current, then the ``out`` slots of
+    :func:`step_kernel` after each step. ``snap`` has shape (n_snap, 3, n_cells):
+    SOC, temperature and current of every cell after every ``snap_every``-th
+    step (n_snap may be 0). Returns the number of snapshots written.
+    """
+    n_steps = current_a.shape[0]
+    n_cells = x.shape[1]
+    n_snap = snap.shape[0]
+    k = 0
+    for t in range(n_steps):
+        trace[t, 0] = current_a[t]
+        step_kernel(x, p, g, tab, m, current_a[t], dt_s, n_par, trace[t, 1:])
+        if n_snap > 0 and (t + 1) % snap_every == 0 and k < n_snap:
+            for c in range(n_cells):
+                snap[k, 0, c] = x[X_SOC, c]
+                snap[k, 1, c] = x[X_TEMP, c]
+                snap[k, 2, c] = x[X_I, c]
+            k += 1
+    return k
