@@ -18,15 +18,19 @@ import numba
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-JIT_FLAGS: dict[str, Any] = {"cache": True, "nogil": True, "fastmath": False,
-                             "error_model": "numpy"}
+JIT_FLAGS: dict[str, Any] = {
+    "cache": True,
+    "nogil": True,
+    "fastmath": False,
+    "error_model": "numpy",
+}
 
 
 def kernel(fn: F) -> F:
     """Compile ``fn`` as a numba kernel with the project's fixed flags."""
-    return numba.njit(**JIT_FLAGS)(fn)  # type: ignore[no-any-return]
+    return numba.njit(**JIT_FLAGS)(fn)
 
 
 def inline(fn: F) -> F:
     """A per-cell helper, inlined into every kernel that calls it."""
-    return numba.njit(inline="always", **JIT_FLAGS)(fn)  # type: ignore[no-any-return]
+    return numba.njit(inline="always", **JIT_FLAGS)(fn)

@@ -40,8 +40,9 @@ __all__ = [
 ]
 
 
-def _num(default: float, lo: float | None = None, hi: float | None = None, *,
-         lo_open: bool = False) -> Any:
+def _num(
+    default: float, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False
+) -> Any:
     return field(default=default, metadata={"lo": lo, "hi": hi, "lo_open": lo_open})
 
 
@@ -112,6 +113,9 @@ class ModelConfig(_Section):
     hysteresis: bool = True
     thermal: bool = True  # off: every cell stays at its initial temperature
     self_discharge: bool = True
+    # Cells in parallel exchange current that depends on their state; a step is
+    # split so no sub-step is longer than this (series strings need no split).
+    max_parallel_step_s: float = _num(1.0, 0.0, 3600.0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,9 @@ def _cell_voltage_default() -> VoltageSensorConfig:
 
 
 def _hv_default() -> VoltageSensorConfig:
-    return VoltageSensorConfig(resolution_v=0.01, noise_v=0.1, offset_v=0.2, gain_error=0.002,
-                               full_scale_v=1500.0)
+    return VoltageSensorConfig(
+        resolution_v=0.01, noise_v=0.1, offset_v=0.2, gain_error=0.002, full_scale_v=1500.0
+    )
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,10 @@ class TemperatureSensorConfig(_Section):
 
     def check(self) -> None:
         if self.placement not in ("first", "middle", "last"):
-            raise ConfigError(f"must be first, middle or last, got {self.placement!r}",
-                              field=f"[{self._section}] placement")
+            raise ConfigError(
+                f"must be first, middle or last, got {self.placement!r}",
+                field=f"[{self._section}] placement",
+            )
         if any(c < 0 for c in self.cells):
             raise ConfigError("cell indices must be >= 0", field=f"[{self._section}] cells")
 
@@ -216,8 +223,10 @@ class Config(_Section):
         n = self.pack.n_cells
         bad = [c for c in self.sensors.temperature.cells if c >= n]
         if bad:
-            raise ConfigError(f"cell index {bad[0]} outside the pack (0..{n - 1})",
-                              field="[sensors.temperature] cells")
+            raise ConfigError(
+                f"cell index {bad[0]} outside the pack (0..{n - 1})",
+                field="[sensors.temperature] cells",
+            )
 
 
 # --------------------------------------------------------------------------- loading
@@ -231,8 +240,10 @@ def _build(cls: type, data: Any, section: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown field {unknown[0]!r}; valid: {', '.join(fields)}",
-                          field=f"[{section}]" if section else None)
+        raise ConfigError(
+            f"unknown field {unknown[0]!r}; valid: {', '.join(fields)}",
+            field=f"[{section}]" if section else None,
+        )
     kwargs: dict[str, Any] = {}
     for name, val in data.items():
         typ = hints[name]
@@ -258,7 +269,8 @@ def _build(cls: type, data: Any, section: str) -> Any:
             kwargs[name] = val
         elif typing.get_origin(typ) is tuple:
             if not isinstance(val, list) or not all(
-                    isinstance(v, int) and not isinstance(v, bool) for v in val):
+                isinstance(v, int) and not isinstance(v, bool) for v in val
+            ):
                 raise ConfigError("must be a list of integers", field=fld)
             kwargs[name] = tuple(val)
         else:  # pragma: no cover - a field type this loader does not know is a bug
@@ -280,8 +292,9 @@ def _from_toml_bytes(raw: bytes, source: str) -> Config:
         # a chemistry path in a config file is relative to that file
         base = Path(source).parent
         if (base / chem).is_file():
-            cfg = dataclasses.replace(cfg, pack=dataclasses.replace(cfg.pack,
-                                                                    chemistry=str(base / chem)))
+            cfg = dataclasses.replace(
+                cfg, pack=dataclasses.replace(cfg.pack, chemistry=str(base / chem))
+            )
     return cfg
 
 
@@ -303,8 +316,7 @@ def preset(name: str) -> Config:
     """A built-in configuration by name (``bus``, ``container``, ``single_cell``)."""
     names = presets()
     if name not in names:
-        raise ConfigError(f"unknown preset {name!r}; built-in: {', '.join(names)}",
-                          field="preset")
+        raise ConfigError(f"unknown preset {name!r}; built-in: {', '.join(names)}", field="preset")
     raw = resources.files("bms").joinpath("presets", name + ".toml").read_bytes()
     return _from_toml_bytes(raw, f"bms/presets/{name}.toml")
 

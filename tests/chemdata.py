@@ -16,10 +16,20 @@ def _cols(values: list[float], temp_scale: tuple[float, float, float] = (1.0, 1.
 
 
 BASE: dict[str, Any] = {
-    "meta": {"name": "toy", "chemistry": "LFP", "description": "test cell",
-             "sources": ["[1] synthetic values for tests"]},
-    "cell": {"capacity_ah": 100.0, "nominal_voltage_v": 3.2, "min_voltage_v": 2.5,
-             "max_voltage_v": 3.65, "mass_kg": 2.0, "coulombic_efficiency": 1.0},
+    "meta": {
+        "name": "toy",
+        "chemistry": "LFP",
+        "description": "test cell",
+        "sources": ["[1] synthetic values for tests"],
+    },
+    "cell": {
+        "capacity_ah": 100.0,
+        "nominal_voltage_v": 3.2,
+        "min_voltage_v": 2.5,
+        "max_voltage_v": 3.65,
+        "mass_kg": 2.0,
+        "coulombic_efficiency": 1.0,
+    },
     "thermal": {"specific_heat_j_per_kg_k": 1000.0, "heat_transfer_w_per_k": 0.5},
     "self_discharge": {"rate_perc_per_month": 3.0, "activation_energy_j_per_mol": 50000.0},
     "hysteresis": {"gamma": 20.0},
@@ -27,10 +37,20 @@ BASE: dict[str, Any] = {
     "tables": {
         "soc": SOC,
         "temp_c": TEMP,
-        "ocv_charge_v": [[2.6, 2.605, 2.61], [3.22, 3.225, 3.23], [3.31, 3.315, 3.32],
-                         [3.35, 3.355, 3.36], [3.5, 3.505, 3.51]],
-        "ocv_discharge_v": [[2.58, 2.585, 2.59], [3.2, 3.205, 3.21], [3.29, 3.295, 3.3],
-                            [3.33, 3.335, 3.34], [3.48, 3.485, 3.49]],
+        "ocv_charge_v": [
+            [2.6, 2.605, 2.61],
+            [3.22, 3.225, 3.23],
+            [3.31, 3.315, 3.32],
+            [3.35, 3.355, 3.36],
+            [3.5, 3.505, 3.51],
+        ],
+        "ocv_discharge_v": [
+            [2.58, 2.585, 2.59],
+            [3.2, 3.205, 3.21],
+            [3.29, 3.295, 3.3],
+            [3.33, 3.335, 3.34],
+            [3.48, 3.485, 3.49],
+        ],
         "r0_ohm": _cols([1.2e-3, 1.0e-3, 0.8e-3, 0.8e-3, 0.9e-3], (3.0, 1.0, 0.8)),
         "r1_ohm": _cols([0.6e-3, 0.5e-3, 0.4e-3, 0.4e-3, 0.5e-3], (3.0, 1.0, 0.8)),
         "tau1_s": _cols([8.0, 10.0, 12.0, 12.0, 10.0]),

@@ -128,8 +128,17 @@ def _section(data: dict[str, Any], name: str, src: str) -> dict[str, Any]:
     return sec
 
 
-def _num(sec: dict[str, Any], sec_name: str, key: str, src: str, *, lo: float | None = None,
-         hi: float | None = None, lo_open: bool = False, default: float | None = None) -> float:
+def _num(
+    sec: dict[str, Any],
+    sec_name: str,
+    key: str,
+    src: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    default: float | None = None,
+) -> float:
     fld = f"[{sec_name}] {key}"
     if key not in sec:
         if default is not None:
@@ -142,8 +151,9 @@ def _num(sec: dict[str, Any], sec_name: str, key: str, src: str, *, lo: float | 
     if not math.isfinite(val):
         raise ConfigError(f"must be finite, got {val}", source=src, field=fld)
     if lo is not None and (val <= lo if lo_open else val < lo):
-        raise ConfigError(f"must be {'>' if lo_open else '>='} {lo:g}, got {val:g}", source=src,
-                          field=fld)
+        raise ConfigError(
+            f"must be {'>' if lo_open else '>='} {lo:g}, got {val:g}", source=src, field=fld
+        )
     if hi is not None and val > hi:
         raise ConfigError(f"must be <= {hi:g}, got {val:g}", source=src, field=fld)
     return val
@@ -163,8 +173,9 @@ def _vector(sec: dict[str, Any], sec_name: str, key: str, src: str) -> np.ndarra
         raise ConfigError("has a non-finite value", source=src, field=fld)
     if np.any(np.diff(arr) <= 0):
         i = int(np.argmax(np.diff(arr) <= 0))
-        raise ConfigError(f"must be strictly ascending ({arr[i]:g} then {arr[i + 1]:g})",
-                          source=src, field=fld)
+        raise ConfigError(
+            f"must be strictly ascending ({arr[i]:g} then {arr[i + 1]:g})", source=src, field=fld
+        )
     return arr
 
 
@@ -184,8 +195,7 @@ def _parse(data: dict[str, Any], src: str) -> Chemistry:
     vmax = _num(cell, "cell", "max_voltage_v", src, lo=vmin, lo_open=True)
     vnom = _num(cell, "cell", "nominal_voltage_v", src, lo=vmin, hi=vmax)
     mass = _num(cell, "cell", "mass_kg", src, lo=0.0, lo_open=True)
-    eta = _num(cell, "cell", "coulombic_efficiency", src, lo=0.0, hi=1.0, lo_open=True,
-               default=1.0)
+    eta = _num(cell, "cell", "coulombic_efficiency", src, lo=0.0, hi=1.0, lo_open=True, default=1.0)
 
     th = _section(data, "thermal", src)
     cp = _num(th, "thermal", "specific_heat_j_per_kg_k", src, lo=0.0, lo_open=True)
@@ -203,20 +213,28 @@ def _parse(data: dict[str, Any], src: str) -> Chemistry:
     try:
         cap_f = np.asarray(ct.get("factor"), dtype=np.float64)
     except (TypeError, ValueError):
-        raise ConfigError("must be a list of numbers", source=src,
-                          field="[capacity_vs_temp] factor") from None
+        raise ConfigError(
+            "must be a list of numbers", source=src, field="[capacity_vs_temp] factor"
+        ) from None
     if cap_f.shape != cap_t.shape:
-        raise ConfigError(f"needs {cap_t.size} values (one per temp_c), got {cap_f.size}",
-                          source=src, field="[capacity_vs_temp] factor")
+        raise ConfigError(
+            f"needs {cap_t.size} values (one per temp_c), got {cap_f.size}",
+            source=src,
+            field="[capacity_vs_temp] factor",
+        )
     if not np.all(np.isfinite(cap_f)) or np.any(cap_f <= 0):
-        raise ConfigError("values must be finite and > 0", source=src,
-                          field="[capacity_vs_temp] factor")
+        raise ConfigError(
+            "values must be finite and > 0", source=src, field="[capacity_vs_temp] factor"
+        )
 
     tb = _section(data, "tables", src)
     soc = _vector(tb, "tables", "soc", src)
     if abs(soc[0]) > 1e-12 or abs(soc[-1] - 1.0) > 1e-12:
-        raise ConfigError(f"must run from 0.0 to 1.0, got {soc[0]:g} .. {soc[-1]:g}",
-                          source=src, field="[tables] soc")
+        raise ConfigError(
+            f"must run from 0.0 to 1.0, got {soc[0]:g} .. {soc[-1]:g}",
+            source=src,
+            field="[tables] soc",
+        )
     temp = _vector(tb, "tables", "temp_c", src)
     if temp[0] < -273.15:
         raise ConfigError("below absolute zero", source=src, field="[tables] temp_c")
@@ -231,11 +249,15 @@ def _parse(data: dict[str, Any], src: str) -> Chemistry:
         try:
             arr = np.asarray(tb[key], dtype=np.float64)
         except (TypeError, ValueError):
-            raise ConfigError("must be a list of rows of numbers (one row per soc)", source=src,
-                              field=fld) from None
+            raise ConfigError(
+                "must be a list of rows of numbers (one row per soc)", source=src, field=fld
+            ) from None
         if arr.shape != shape:
-            raise ConfigError(f"shape must be (len(soc), len(temp_c)) = {shape}, got {arr.shape}",
-                              source=src, field=fld)
+            raise ConfigError(
+                f"shape must be (len(soc), len(temp_c)) = {shape}, got {arr.shape}",
+                source=src,
+                field=fld,
+            )
         if not np.all(np.isfinite(arr)):
             raise ConfigError("has a non-finite value", source=src, field=fld)
         if key in _POSITIVE_TABLES and np.any(arr <= 0):
@@ -247,23 +269,44 @@ def _parse(data: dict[str, Any], src: str) -> Chemistry:
                 raise ConfigError(
                     f"OCV must rise strictly with soc; at temp_c={temp[j]:g} it goes "
                     f"{arr[i, j]:.4f} -> {arr[i + 1, j]:.4f} V from soc {soc[i]:g} to "
-                    f"{soc[i + 1]:g}", source=src, field=fld)
+                    f"{soc[i + 1]:g}",
+                    source=src,
+                    field=fld,
+                )
         tables[key] = arr
     if ("r2_ohm" in tables) != ("tau2_s" in tables):
-        raise ConfigError("r2_ohm and tau2_s come together (both or neither)", source=src,
-                          field="[tables]")
+        raise ConfigError(
+            "r2_ohm and tau2_s come together (both or neither)", source=src, field="[tables]"
+        )
     gap = tables["ocv_charge_v"] - tables["ocv_discharge_v"]
     if np.any(gap < 0):
         i, j = np.argwhere(gap < 0)[0]
-        raise ConfigError(f"charge branch below discharge branch at soc {soc[i]:g}, "
-                          f"temp_c {temp[j]:g}", source=src, field="[tables] ocv_charge_v")
+        raise ConfigError(
+            f"charge branch below discharge branch at soc {soc[i]:g}, temp_c {temp[j]:g}",
+            source=src,
+            field="[tables] ocv_charge_v",
+        )
     return Chemistry(
-        name=name, source=src, chemistry=str(chem), description=str(meta.get("description", "")),
-        capacity_ah=capacity_ah, nominal_voltage_v=vnom, min_voltage_v=vmin, max_voltage_v=vmax,
-        mass_kg=mass, coulombic_efficiency=eta, specific_heat_j_per_kg_k=cp,
-        heat_transfer_w_per_k=ha, self_discharge_perc_per_month=sd_rate,
-        self_discharge_activation_j_per_mol=sd_ea, hysteresis_gamma=gamma,
-        capacity_temp_c=cap_t, capacity_factor=cap_f, soc=soc, temp_c=temp, tables=tables,
+        name=name,
+        source=src,
+        chemistry=str(chem),
+        description=str(meta.get("description", "")),
+        capacity_ah=capacity_ah,
+        nominal_voltage_v=vnom,
+        min_voltage_v=vmin,
+        max_voltage_v=vmax,
+        mass_kg=mass,
+        coulombic_efficiency=eta,
+        specific_heat_j_per_kg_k=cp,
+        heat_transfer_w_per_k=ha,
+        self_discharge_perc_per_month=sd_rate,
+        self_discharge_activation_j_per_mol=sd_ea,
+        hysteresis_gamma=gamma,
+        capacity_temp_c=cap_t,
+        capacity_factor=cap_f,
+        soc=soc,
+        temp_c=temp,
+        tables=tables,
         sources=tuple(str(s) for s in sources),
     )
 
@@ -276,5 +319,9 @@ def _interp2(xg: np.ndarray, yg: np.ndarray, tab: np.ndarray, x: float, y: float
     j = int(np.clip(np.searchsorted(yg, y, side="right") - 1, 0, yg.size - 2))
     wx = (x - xg[i]) / (xg[i + 1] - xg[i])
     wy = (y - yg[j]) / (yg[j + 1] - yg[j])
-    return float((1 - wx) * (1 - wy) * tab[i, j] + wx * (1 - wy) * tab[i + 1, j]
-                 + (1 - wx) * wy * tab[i, j + 1] + wx * wy * tab[i + 1, j + 1])
+    return float(
+        (1 - wx) * (1 - wy) * tab[i, j]
+        + wx * (1 - wy) * tab[i + 1, j]
+        + (1 - wx) * wy * tab[i, j + 1]
+        + wx * wy * tab[i + 1, j + 1]
+    )

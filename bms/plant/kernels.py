@@ -13,7 +13,10 @@ parameters taken at the start of the step:
     v_k(t+dt) = v_k e_k + R_k (1 - e_k) i,          e_k = exp(-dt / tau_k)
     h(t+dt)   = s + (h - s) exp(-gamma |i| dt / Q),  s = -1 discharging, +1 charging
     T(t+dt)   = T_inf + (T - T_inf) exp(-dt G / C),  T_inf = T_amb + heat / G
-    SOC(t+dt) = SOC - eta i dt / Q - sd dt           (eta < 1 on charge only)
+    SOC(t+dt) = SOC - eta i dt / Q - sd f(T) dt      (eta < 1 on charge only)
+
+with heat = i^2 R0 + sum v_k^2 / R_k + V^2 g_leak (end-of-step RC voltages) and
+f(T) the Arrhenius factor of the self-discharge.
 
 The decay factors e_k are computed at the chemistry's table nodes for the
 step's dt (one exp per node per distinct dt, not per cell and step) and
@@ -99,6 +102,8 @@ from bms.plant.layout import (
     X_V2,
 )
 
+TINY_V = 1e-30  # an RC voltage below this is zero (far below any ADC step)
+
 
 @inline
 def exp_neg(z):
@@ -106,8 +111,9 @@ def exp_neg(z):
     precision (remainder z^7/7! < 2e-18), evaluated in Estrin's scheme (short latency)."""
     if z < 0.01:
         z2 = z * z
-        return ((1.0 - z) + z2 * (0.5 - z * (1.0 / 6.0))) \
-            + (z2 * z2) * ((1.0 / 24.0 - z * (1.0 / 120.0)) + z2 * (1.0 / 720.0))
+        return ((1.0 - z) + z2 * (0.5 - z * (1.0 / 6.0))) + (z2 * z2) * (
+            (1.0 / 24.0 - z * (1.0 / 120.0)) + z2 * (1.0 / 720.0)
+        )
     return math.exp(-z)
 
 
@@ -135,7 +141,8 @@ def lookup(tab, soc, temp_c, s0, sinv, ns, t0, tinv, nt):
 
     Temperature is clamped to the tables; SOC is clamped for every parameter but
     the OCV, which is extrapolated linearly from the end segment (an
-    over-discharged cell's voltage keeps falling) and held at or above 0 V.
+    over-discharged cell's voltage keeps falling; the caller holds the OCV with
+    its hysteresis offset at or above 0 V).
     Returns (ocv_mid, hyst_half, r0, r1, r2, e1, e2, cap_factor, sd_factor).
     """
     i, ws = grid_cell(soc, s0, sinv, ns)
@@ -149,19 +156,43 @@ def lookup(tab, soc, temp_c, s0, sinv, ns, t0, tinv, nt):
     # scalar indexing only: a view of ``tab`` would cost two atomic reference counts
     o0 = tab[i, j, T_OCV] + ws * (tab[i + 1, j, T_OCV] - tab[i, j, T_OCV])
     o1 = tab[i, j + 1, T_OCV] + ws * (tab[i + 1, j + 1, T_OCV] - tab[i, j + 1, T_OCV])
-    ocv = clamp(o0 + wt * (o1 - o0), 0.0, math.inf)
-    hh = a00 * tab[i, j, T_HYST] + a10 * tab[i + 1, j, T_HYST] + a01 * tab[i, j + 1, T_HYST] \
+    ocv = o0 + wt * (o1 - o0)
+    hh = (
+        a00 * tab[i, j, T_HYST]
+        + a10 * tab[i + 1, j, T_HYST]
+        + a01 * tab[i, j + 1, T_HYST]
         + a11 * tab[i + 1, j + 1, T_HYST]
-    r0 = a00 * tab[i, j, T_R0] + a10 * tab[i + 1, j, T_R0] + a01 * tab[i, j + 1, T_R0] \
+    )
+    r0 = (
+        a00 * tab[i, j, T_R0]
+        + a10 * tab[i + 1, j, T_R0]
+        + a01 * tab[i, j + 1, T_R0]
         + a11 * tab[i + 1, j + 1, T_R0]
-    r1 = a00 * tab[i, j, T_R1] + a10 * tab[i + 1, j, T_R1] + a01 * tab[i, j + 1, T_R1] \
+    )
+    r1 = (
+        a00 * tab[i, j, T_R1]
+        + a10 * tab[i + 1, j, T_R1]
+        + a01 * tab[i, j + 1, T_R1]
         + a11 * tab[i + 1, j + 1, T_R1]
-    r2 = a00 * tab[i, j, T_R2] + a10 * tab[i + 1, j, T_R2] + a01 * tab[i, j + 1, T_R2] \
+    )
+    r2 = (
+        a00 * tab[i, j, T_R2]
+        + a10 * tab[i + 1, j, T_R2]
+        + a01 * tab[i, j + 1, T_R2]
         + a11 * tab[i + 1, j + 1, T_R2]
-    e1 = a00 * tab[i, j, T_E1] + a10 * tab[i + 1, j, T_E1] + a01 * tab[i, j + 1, T_E1] \
+    )
+    e1 = (
+        a00 * tab[i, j, T_E1]
+        + a10 * tab[i + 1, j, T_E1]
+        + a01 * tab[i, j + 1, T_E1]
         + a11 * tab[i + 1, j + 1, T_E1]
-    e2 = a00 * tab[i, j, T_E2] + a10 * tab[i + 1, j, T_E2] + a01 * tab[i, j + 1, T_E2] \
+    )
+    e2 = (
+        a00 * tab[i, j, T_E2]
+        + a10 * tab[i + 1, j, T_E2]
+        + a01 * tab[i, j + 1, T_E2]
         + a11 * tab[i + 1, j + 1, T_E2]
+    )
     # temperature-only columns: the same along soc, so one row is enough
     capf = tab[i, j, T_CAP] + wt * (tab[i, j + 1, T_CAP] - tab[i, j, T_CAP])
     sdf = tab[i, j, T_SD] + wt * (tab[i, j + 1, T_SD] - tab[i, j, T_SD])
@@ -169,41 +200,111 @@ def lookup(tab, soc, temp_c, s0, sinv, ns, t0, tinv, nt):
 
 
 @inline
-def advance_cell(soc, v1, v2, h, temp, i, v, e1, k1, e2, k2, r0, r1, r2, qeff, sd_rate, gleak,
-                 rth, th_decay, dt_s, rc, hyst_on, thermal_on, gamma, eta, amb):
-    """One cell over the step at internal current ``i`` and terminal voltage ``v``.
+def cell_terms(x, p, tab, c, s0, sinv, ns, t0, tinv, nt, rc, hyst_on):
+    """Cell ``c`` at the start of a step: its end-of-step terminal voltage is a - b i.
 
-    Scalars in, scalars out (passing arrays would cost reference counting per cell).
-    Returns (soc, v1, v2, h, temp, heat_w).
+    Returns (a, b, e1, k1, e2, k2, r0, r1, r2, cap_factor, sd_factor) with the
+    resistances scaled by the cell's resistance factor and k = R (1 - e).
+    Inlined into the step kernel (arrays passed here cost no reference counting).
+    """
+    ocv, hh, r0, r1, r2, e1, e2, capf, sdf = lookup(
+        tab, x[X_SOC, c], x[X_TEMP, c], s0, sinv, ns, t0, tinv, nt
+    )
+    rs = p[P_RSCALE, c]
+    r0 *= rs
+    r1 *= rs
+    r2 *= rs
+    a = ocv + hh * x[X_H, c] if hyst_on else ocv
+    if a < 0.0:  # a dead cell's open-circuit voltage stops at 0 V
+        a = 0.0
+    b = r0
+    k1 = r1 * (1.0 - e1)
+    k2 = r2 * (1.0 - e2)
+    if rc >= 1:
+        a -= x[X_V1, c] * e1
+        b += k1
+    if rc >= 2:
+        a -= x[X_V2, c] * e2
+        b += k2
+    return a, b, e1, k1, e2, k2, r0, r1, r2, capf, sdf
+
+
+@inline
+def advance_cell(
+    x,
+    p,
+    c,
+    i,
+    v,
+    e1,
+    k1,
+    e2,
+    k2,
+    r0,
+    r1,
+    r2,
+    qeff,
+    sdf,
+    dt_s,
+    rc,
+    hyst_on,
+    thermal_on,
+    selfdis_on,
+    gamma,
+    eta,
+    amb,
+):
+    """Move cell ``c`` over the step at internal current ``i``, terminal voltage ``v``.
+
+    Writes its new state into ``x``; returns (soc, temp_c) for the pack figures.
     """
     heat = i * i * r0
+    v1 = x[X_V1, c]
+    v2 = x[X_V2, c]
     if rc >= 1:
         v1 = v1 * e1 + k1 * i
+        if abs(v1) < TINY_V:  # relaxed: flush before it decays into slow subnormals
+            v1 = 0.0
         heat += v1 * v1 / r1
     if rc >= 2:
         v2 = v2 * e2 + k2 * i
+        if abs(v2) < TINY_V:
+            v2 = 0.0
         heat += v2 * v2 / r2
-    if gleak > 0.0:
-        heat += v * v * gleak
+    gl = p[P_GLEAK, c]
+    if gl > 0.0:
+        heat += v * v * gl
     inv_q = 1.0 / qeff
     dq = i * dt_s
     if i < 0.0:
         dq *= eta
-    soc = soc - dq * inv_q - sd_rate * dt_s
+    soc = x[X_SOC, c] - dq * inv_q
+    if selfdis_on:
+        soc -= p[P_SD, c] * sdf * dt_s
+    h = x[X_H, c]
     if hyst_on and i != 0.0:
         target = -1.0 if i > 0.0 else 1.0
         h = target + (h - target) * exp_neg(gamma * abs(i) * dt_s * inv_q)
+    temp = x[X_TEMP, c]
     if thermal_on:
-        t_inf = amb + heat * rth
-        temp = t_inf + (temp - t_inf) * th_decay
-    return soc, v1, v2, h, temp, heat
+        t_inf = amb + heat * p[P_RTH, c]
+        temp = t_inf + (temp - t_inf) * p[P_THDECAY, c]
+    x[X_SOC, c] = soc
+    x[X_V1, c] = v1
+    x[X_V2, c] = v2
+    x[X_H, c] = h
+    x[X_TEMP, c] = temp
+    x[X_I, c] = i
+    x[X_HEAT, c] = heat
+    x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
+    return soc, temp
 
 
 @kernel
 def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
     """Advance the pack by ``dt_s`` at pack current ``current_a`` (A, + = discharge).
 
-    ``tab`` must hold the decay factors for this ``dt_s`` (see :func:`fill_decays`).
+    ``tab`` must hold the decay factors for this ``dt_s`` (:meth:`KernelTables.for_dt`).
     Writes the new state into ``x``, the group voltages into ``g`` and the pack
     figures into ``out`` (O_* slots); returns the pack terminal voltage, V.
     """
@@ -238,22 +339,9 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
         gb = g[G_BLEED_G, s]
         if n_par == 1:
             c = base
-            ocv, hh, r0, r1, r2, e1, e2, capf, sdf = lookup(
-                tab, x[X_SOC, c], x[X_TEMP, c], s0, sinv, ns, t0, tinv, nt)
-            rs = p[P_RSCALE, c]
-            r0 *= rs
-            r1 *= rs
-            r2 *= rs
-            a = ocv + hh * x[X_H, c] if hyst_on else ocv
-            b = r0
-            k1 = r1 * (1.0 - e1)
-            k2 = r2 * (1.0 - e2)
-            if rc >= 1:
-                a -= x[X_V1, c] * e1
-                b += k1
-            if rc >= 2:
-                a -= x[X_V2, c] * e2
-                b += k2
+            a, b, e1, k1, e2, k2, r0, r1, r2, capf, sdf = cell_terms(
+                x, p, tab, c, s0, sinv, ns, t0, tinv, nt, rc, hyst_on
+            )
             gl = p[P_GLEAK, c]
             if gl > 0.0 or gb > 0.0:
                 v = (a / b - current_a) / (1.0 / b + gl + gb)
@@ -261,20 +349,30 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
             else:
                 v = a - b * current_a
                 i = current_a
-            qeff = p[P_Q_AS, c] * capf
-            sd_rate = p[P_SD, c] * sdf if selfdis_on else 0.0
-            soc, v1, v2, h, temp, heat = advance_cell(
-                x[X_SOC, c], x[X_V1, c], x[X_V2, c], x[X_H, c], x[X_TEMP, c], i, v, e1, k1,
-                e2, k2, r0, r1, r2, qeff, sd_rate, gl, p[P_RTH, c], p[P_THDECAY, c], dt_s, rc,
-                hyst_on, thermal_on, gamma, eta, amb)
-            x[X_SOC, c] = soc
-            x[X_V1, c] = v1
-            x[X_V2, c] = v2
-            x[X_H, c] = h
-            x[X_TEMP, c] = temp
-            x[X_I, c] = i
-            x[X_HEAT, c] = heat
-            x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
+            soc, temp = advance_cell(
+                x,
+                p,
+                c,
+                i,
+                v,
+                e1,
+                k1,
+                e2,
+                k2,
+                r0,
+                r1,
+                r2,
+                p[P_Q_AS, c] * capf,
+                sdf,
+                dt_s,
+                rc,
+                hyst_on,
+                thermal_on,
+                selfdis_on,
+                gamma,
+                eta,
+                amb,
+            )
             soc_sum += soc
             soc_min = soc if soc < soc_min else soc_min
             soc_max = soc if soc > soc_max else soc_max
@@ -285,22 +383,9 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
             sum_gl = 0.0
             for jj in range(n_par):
                 c = base + jj
-                ocv, hh, r0, r1, r2, e1, e2, capf, sdf = lookup(
-                tab, x[X_SOC, c], x[X_TEMP, c], s0, sinv, ns, t0, tinv, nt)
-                rs = p[P_RSCALE, c]
-                r0 *= rs
-                r1 *= rs
-                r2 *= rs
-                a = ocv + hh * x[X_H, c] if hyst_on else ocv
-                b = r0
-                k1 = r1 * (1.0 - e1)
-                k2 = r2 * (1.0 - e2)
-                if rc >= 1:
-                    a -= x[X_V1, c] * e1
-                    b += k1
-                if rc >= 2:
-                    a -= x[X_V2, c] * e2
-                    b += k2
+                a, b, e1, k1, e2, k2, r0, r1, r2, capf, sdf = cell_terms(
+                    x, p, tab, c, s0, sinv, ns, t0, tinv, nt, rc, hyst_on
+                )
                 x[S_A, c] = a
                 x[S_B, c] = b
                 x[S_E1, c] = e1
@@ -320,20 +405,30 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
             for jj in range(n_par):
                 c = base + jj
                 i = (x[S_A, c] - v) / x[S_B, c]
-                sd_rate = p[P_SD, c] * x[S_SDF, c] if selfdis_on else 0.0
-                soc, v1, v2, h, temp, heat = advance_cell(
-                    x[X_SOC, c], x[X_V1, c], x[X_V2, c], x[X_H, c], x[X_TEMP, c], i, v,
-                    x[S_E1, c], x[S_K1, c], x[S_E2, c], x[S_K2, c], x[S_R0, c], x[S_R1, c],
-                    x[S_R2, c], x[S_QEFF, c], sd_rate, p[P_GLEAK, c], p[P_RTH, c],
-                    p[P_THDECAY, c], dt_s, rc, hyst_on, thermal_on, gamma, eta, amb)
-                x[X_SOC, c] = soc
-                x[X_V1, c] = v1
-                x[X_V2, c] = v2
-                x[X_H, c] = h
-                x[X_TEMP, c] = temp
-                x[X_I, c] = i
-                x[X_HEAT, c] = heat
-                x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
+                soc, temp = advance_cell(
+                    x,
+                    p,
+                    c,
+                    i,
+                    v,
+                    x[S_E1, c],
+                    x[S_K1, c],
+                    x[S_E2, c],
+                    x[S_K2, c],
+                    x[S_R0, c],
+                    x[S_R1, c],
+                    x[S_R2, c],
+                    x[S_QEFF, c],
+                    x[S_SDF, c],
+                    dt_s,
+                    rc,
+                    hyst_on,
+                    thermal_on,
+                    selfdis_on,
+                    gamma,
+                    eta,
+                    amb,
+                )
                 soc_sum += soc
                 soc_min = soc if soc < soc_min else soc_min
                 soc_max = soc if soc > soc_max else soc_max
@@ -351,6 +446,15 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
     out[O_SOC_MAX] = soc_max
     out[O_TMAX] = tmax
     return v_pack
+
+
+@kernel
+def step_n_kernel(x, p, g, tab, m, current_a, dt_s, n_steps, n_par, out):
+    """``n_steps`` steps of ``dt_s`` at the same pack current (sub-steps of a long step)."""
+    v = 0.0
+    for _ in range(n_steps):
+        v = step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out)
+    return v
 
 
 @kernel

@@ -19,15 +19,23 @@ from bms.config import Config
 from bms.errors import InputError
 from bms.plant import layout as L
 from bms.plant.contactors import Contactors
-from bms.plant.kernels import run_kernel, step_kernel
+from bms.plant.kernels import run_kernel, step_kernel, step_n_kernel
 from bms.plant.sensors import Sensors
 from bms.plant.tables import KernelTables
 
 __all__ = ["TRACE_COLUMNS", "Pack", "Trace"]
 
 #: Columns of :attr:`Trace.data`, one row per step.
-TRACE_COLUMNS = ("current_a", "pack_voltage_v", "min_group_voltage_v", "max_group_voltage_v",
-                 "mean_soc", "min_soc", "max_soc", "max_temp_c")
+TRACE_COLUMNS = (
+    "current_a",
+    "pack_voltage_v",
+    "min_group_voltage_v",
+    "max_group_voltage_v",
+    "mean_soc",
+    "min_soc",
+    "max_soc",
+    "max_temp_c",
+)
 
 _SECONDS_PER_MONTH = 30.0 * 86400.0
 _DT_CACHE = 8  # tables kept for this many distinct step lengths
@@ -65,8 +73,7 @@ class Pack:
     def __init__(self, config: Config | None = None, chemistry: Chemistry | None = None):
         cfg = config if config is not None else Config()
         self.config = cfg
-        self.chemistry = chemistry if chemistry is not None else load_chemistry(
-            cfg.pack.chemistry)
+        self.chemistry = chemistry if chemistry is not None else load_chemistry(cfg.pack.chemistry)
         chem = self.chemistry
         pc = cfg.pack
         self.n_series = pc.series
@@ -121,9 +128,11 @@ class Pack:
         self.contactors = Contactors(cfg.contactors)
         self.sensors = Sensors(cfg, self)
         self._out = np.zeros(L.NO)
+        self._max_sub_s = cfg.model.max_parallel_step_s if self.n_parallel > 1 else math.inf
         # settle the group voltages at zero current so the first readings make sense
-        self.voltage_v = float(step_kernel(x, p, g, self._tab(1e-9), m, 0.0, 1e-9,
-                                           self.n_parallel, self._out))
+        self.voltage_v = float(
+            step_kernel(x, p, g, self._tab(1e-9), m, 0.0, 1e-9, self.n_parallel, self._out)
+        )
 
     def _tab(self, dt_s: float) -> np.ndarray:
         """The tables with the RC decay factors of step length ``dt_s`` (cached)."""
@@ -151,11 +160,27 @@ class Pack:
             i = current_a
         else:
             i = cont.precharge_current_a(self.voltage_v, dt_s) if cont.precharging else 0.0
-        tab = self._tabs.get(dt_s)
-        if tab is None:
-            tab = self._tab(dt_s)
-        v = step_kernel(self._x, self._p, self._g, tab, self._m, i, dt_s,
-                        self.n_parallel, self._out)
+        if dt_s > self._max_sub_s:  # parallel cells: split (their exchange current varies)
+            n_sub = math.ceil(dt_s / self._max_sub_s)
+            sub = dt_s / n_sub
+            v = step_n_kernel(
+                self._x,
+                self._p,
+                self._g,
+                self._tab(sub),
+                self._m,
+                i,
+                sub,
+                n_sub,
+                self.n_parallel,
+                self._out,
+            )
+        else:
+            cached = self._tabs.get(dt_s)
+            tab = cached if cached is not None else self._tab(dt_s)
+            v = step_kernel(
+                self._x, self._p, self._g, tab, self._m, i, dt_s, self.n_parallel, self._out
+            )
         cont.advance(v, dt_s)
         self.voltage_v = v
         self.current_a = i
@@ -163,7 +188,9 @@ class Pack:
         return v
 
     def rest(self, dt_s: float) -> float:
-        """Advance by ``dt_s`` at zero current in one exact step (an idle stretch)."""
+        """Advance by ``dt_s`` at zero current: one exact step for a series string (an idle
+        stretch costs one kernel call), sub-steps of ``max_parallel_step_s`` when cells
+        in parallel exchange current."""
         return self.step(0.0, dt_s)
 
     def run(self, current_a: np.ndarray, dt_s: float, snapshot_every: int = 0) -> Trace:
@@ -178,19 +205,53 @@ class Pack:
             raise InputError(f"current profile: must be 1-D, got shape {prof.shape}")
         bad = np.flatnonzero(~np.isfinite(prof))
         if bad.size:
-            raise InputError(f"current profile: value {prof[bad[0]]} at step {bad[0]} is not "
-                             "finite; fix or drop that sample")
+            raise InputError(
+                f"current profile: value {prof[bad[0]]} at step {bad[0]} is not "
+                "finite; fix or drop that sample"
+            )
         if not (math.isfinite(dt_s) and dt_s > 0.0):
             raise InputError(f"dt_s: must be a finite number > 0, got {dt_s}")
         if snapshot_every < 0:
             raise InputError(f"snapshot_every: must be >= 0, got {snapshot_every}")
         if not self.contactors.closed:
             prof = np.zeros_like(prof)
-        out = np.empty((prof.size, len(TRACE_COLUMNS)))
-        n_snap = prof.size // snapshot_every if snapshot_every else 0
-        snap = np.empty((n_snap, 3, self.n_cells))
-        run_kernel(self._x, self._p, self._g, self._tab(dt_s), self._m, prof, dt_s,
-                   self.n_parallel, out, snap, max(snapshot_every, 1))
+        n_sub = math.ceil(dt_s / self._max_sub_s) if dt_s > self._max_sub_s else 1
+        if n_sub > 1:  # parallel cells: split every step, report the last sub-step of each
+            out_all = np.empty((prof.size * n_sub, len(TRACE_COLUMNS)))
+            every = snapshot_every * n_sub
+            n_snap = prof.size // snapshot_every if snapshot_every else 0
+            snap = np.empty((n_snap, 3, self.n_cells))
+            run_kernel(
+                self._x,
+                self._p,
+                self._g,
+                self._tab(dt_s / n_sub),
+                self._m,
+                np.repeat(prof, n_sub),
+                dt_s / n_sub,
+                self.n_parallel,
+                out_all,
+                snap,
+                max(every, 1),
+            )
+            out = np.ascontiguousarray(out_all[n_sub - 1 :: n_sub])
+        else:
+            out = np.empty((prof.size, len(TRACE_COLUMNS)))
+            n_snap = prof.size // snapshot_every if snapshot_every else 0
+            snap = np.empty((n_snap, 3, self.n_cells))
+            run_kernel(
+                self._x,
+                self._p,
+                self._g,
+                self._tab(dt_s),
+                self._m,
+                prof,
+                dt_s,
+                self.n_parallel,
+                out,
+                snap,
+                max(snapshot_every, 1),
+            )
         if prof.size:
             self.voltage_v = float(out[-1, 1])
             self.current_a = float(prof[-1])
@@ -211,11 +272,23 @@ class Pack:
         """Compile (or load from cache) every kernel this pack uses, without changing it."""
         saved = (self._x.copy(), self._g.copy(), self._m.copy(), self._p.copy())
         tab = self._tab(1e-9)
-        step_kernel(self._x, self._p, self._g, tab, self._m, 0.0, 1e-9,
-                    self.n_parallel, self._out)
-        run_kernel(self._x, self._p, self._g, tab, self._m, np.zeros(1), 1e-9,
-                   self.n_parallel, np.empty((1, len(TRACE_COLUMNS))),
-                   np.empty((0, 3, self.n_cells)), 1)
+        step_kernel(self._x, self._p, self._g, tab, self._m, 0.0, 1e-9, self.n_parallel, self._out)
+        run_kernel(
+            self._x,
+            self._p,
+            self._g,
+            tab,
+            self._m,
+            np.zeros(1),
+            1e-9,
+            self.n_parallel,
+            np.empty((1, len(TRACE_COLUMNS))),
+            np.empty((0, 3, self.n_cells)),
+            1,
+        )
+        step_n_kernel(
+            self._x, self._p, self._g, tab, self._m, 0.0, 1e-9, 1, self.n_parallel, self._out
+        )
         self.sensors.warm_up()
         self._x[:], self._g[:], self._m[:], self._p[:] = saved
 
@@ -225,8 +298,10 @@ class Pack:
         """Close (True) or open the balancing switch of each series group."""
         mask = np.asarray(groups_on, dtype=bool)
         if mask.shape != (self.n_series,):
-            raise InputError(f"balancing mask: needs {self.n_series} values (one per series "
-                             f"group), got shape {mask.shape}")
+            raise InputError(
+                f"balancing mask: needs {self.n_series} values (one per series "
+                f"group), got shape {mask.shape}"
+            )
         self._bleed_on[:] = mask
         self._g[L.G_BLEED_G] = np.where(mask, self._g_bleed, 0.0)
 
@@ -282,7 +357,7 @@ class Pack:
     @property
     def rc_voltage_v(self) -> np.ndarray:
         """Voltages across the RC pairs, shape (2, series, parallel)."""
-        return self._x[L.X_V1:L.X_V2 + 1].reshape(2, self.n_series, self.n_parallel)
+        return self._x[L.X_V1 : L.X_V2 + 1].reshape(2, self.n_series, self.n_parallel)
 
     @property
     def group_voltage_v(self) -> np.ndarray:
@@ -329,8 +404,10 @@ class Pack:
 
     def cell_index(self, series: int, parallel: int = 0) -> int:
         if not (0 <= series < self.n_series and 0 <= parallel < self.n_parallel):
-            raise InputError(f"cell ({series}, {parallel}) outside the pack "
-                             f"({self.n_series} x {self.n_parallel})")
+            raise InputError(
+                f"cell ({series}, {parallel}) outside the pack "
+                f"({self.n_series} x {self.n_parallel})"
+            )
         return series * self.n_parallel + parallel
 
     # ---------------------------------------------------------------- faults
@@ -340,13 +417,15 @@ class Pack:
             raise InputError(f"cell: index {cell} outside the pack (0..{self.n_cells - 1})")
         return cell
 
-    def inject_weak_cell(self, cell: int, capacity_factor: float = 0.7,
-                         resistance_factor: float = 2.0) -> None:
+    def inject_weak_cell(
+        self, cell: int, capacity_factor: float = 0.7, resistance_factor: float = 2.0
+    ) -> None:
         """Make a cell weak: its capacity and resistance scaled from their healthy values."""
         c = self._check_cell(cell)
         if not (0.0 < capacity_factor <= 2.0) or not (0.0 < resistance_factor <= 100.0):
-            raise InputError("weak cell: capacity_factor must be in (0, 2] and "
-                             "resistance_factor in (0, 100]")
+            raise InputError(
+                "weak cell: capacity_factor must be in (0, 2] and resistance_factor in (0, 100]"
+            )
         self._p[L.P_Q_AS, c] = self._p_healthy[L.P_Q_AS, c] * capacity_factor
         self._p[L.P_RSCALE, c] = self._p_healthy[L.P_RSCALE, c] * resistance_factor
 
@@ -372,8 +451,10 @@ class Pack:
         out = []
         h, p = self._p_healthy, self._p
         for c in np.flatnonzero((p[L.P_Q_AS] != h[L.P_Q_AS]) | (p[L.P_RSCALE] != h[L.P_RSCALE])):
-            out.append(f"weak cell {c}: capacity x{p[L.P_Q_AS, c] / h[L.P_Q_AS, c]:.2f}, "
-                       f"resistance x{p[L.P_RSCALE, c] / h[L.P_RSCALE, c]:.2f}")
+            out.append(
+                f"weak cell {c}: capacity x{p[L.P_Q_AS, c] / h[L.P_Q_AS, c]:.2f}, "
+                f"resistance x{p[L.P_RSCALE, c] / h[L.P_RSCALE, c]:.2f}"
+            )
         for c in np.flatnonzero(p[L.P_GLEAK] > 0):
             out.append(f"internal short cell {c}: {1.0 / p[L.P_GLEAK, c]:.3g} ohm")
         out += self.sensors.active_faults()
@@ -381,5 +462,7 @@ class Pack:
         return out
 
     def __repr__(self) -> str:
-        return (f"Pack({self.n_series}S{self.n_parallel}P {self.chemistry.name}, "
-                f"t={self.time_s:.1f} s, V={self.voltage_v:.2f} V)")
+        return (
+            f"Pack({self.n_series}S{self.n_parallel}P {self.chemistry.name}, "
+            f"t={self.time_s:.1f} s, V={self.voltage_v:.2f} V)"
+        )

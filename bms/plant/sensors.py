@@ -29,8 +29,7 @@ TEMP_SENSOR_MODES = {"ok": 0, "stuck": 1, "open": 2, "short": 3}
 
 
 @kernel
-def sense_cell_voltages(v_group, gain, offset, noise, noise_v, lsb_v, full_scale_v, wire_open,
-                        out):
+def sense_cell_voltages(v_group, gain, offset, noise, noise_v, lsb_v, full_scale_v, wire_open, out):
     """Cell-voltage ADC readings of each series group.
 
     ``wire_open`` (n_series + 1) marks open sense wires; wire k sits at the node
@@ -54,8 +53,7 @@ def sense_cell_voltages(v_group, gain, offset, noise, noise_v, lsb_v, full_scale
         else:
             sensed = node
         if s > 0:
-            v = (sensed - sensed_lo) * (1.0 + gain[s - 1]) + offset[s - 1] \
-                + noise[s - 1] * noise_v
+            v = (sensed - sensed_lo) * (1.0 + gain[s - 1]) + offset[s - 1] + noise[s - 1] * noise_v
             if lsb_v > 0.0:
                 v = math.floor(v / lsb_v + 0.5) * lsb_v
             if v < 0.0:
@@ -65,6 +63,32 @@ def sense_cell_voltages(v_group, gain, offset, noise, noise_v, lsb_v, full_scale
             out[s - 1] = v
         sensed_lo = sensed
         node = node_hi
+
+
+@kernel
+def sense_temperatures(
+    cell_temp_c, cells, offset, noise, noise_c, lsb_c, mode, last, open_c, short_c, out
+):
+    """Temperature sensor readings: sensor k sits on cell ``cells[k]``.
+
+    ``mode`` per sensor: 0 ok, 1 stuck (repeats ``last``, its previous reading),
+    2 open, 3 shorted (the fixed readings a real NTC input gives). ``last`` is
+    updated with the new readings.
+    """
+    for k in range(cells.shape[0]):
+        md = mode[k]
+        if md == 1 and last[k] == last[k]:  # stuck, once it has a reading (not NaN)
+            t = last[k]
+        elif md == 2:
+            t = open_c
+        elif md == 3:
+            t = short_c
+        else:
+            t = cell_temp_c[cells[k]] + offset[k] + noise[k] * noise_c
+            if lsb_c > 0.0:
+                t = math.floor(t / lsb_c + 0.5) * lsb_c
+        out[k] = t
+        last[k] = t
 
 
 def _quantise(value: float, lsb: float, lo: float, hi: float) -> float:
@@ -151,58 +175,133 @@ class Sensors:
         cv = self.cfg.cell_voltage
         self._rng.standard_normal(out=self._cv_noise)
         out = np.empty(self._pack.n_series)
-        sense_cell_voltages(self._pack.group_voltage_v, self._cv_gain, self._cv_offset,
-                            self._cv_noise, cv.noise_v, cv.resolution_v, cv.full_scale_v,
-                            self._wire_open, out)
+        sense_cell_voltages(
+            self._pack.group_voltage_v,
+            self._cv_gain,
+            self._cv_offset,
+            self._cv_noise,
+            cv.noise_v,
+            cv.resolution_v,
+            cv.full_scale_v,
+            self._wire_open,
+            out,
+        )
         return out
 
     def temperatures(self) -> np.ndarray:
         """Sample every temperature sensor, degC (faults applied)."""
         tc = self.cfg.temperature
         self._rng.standard_normal(out=self._t_noise)
-        true_t = self._pack._x[L.X_TEMP, self.temp_sensor_cells]
-        t = true_t + self._t_offset + self._t_noise * tc.noise_c
-        if tc.resolution_c > 0:
-            t = np.floor(t / tc.resolution_c + 0.5) * tc.resolution_c
-        mode = self._t_mode
-        if mode.any():
-            stuck = mode == TEMP_SENSOR_MODES["stuck"]
-            t = np.where(stuck & np.isfinite(self._t_last), self._t_last, t)
-            t = np.where(mode == TEMP_SENSOR_MODES["open"], tc.open_reading_c, t)
-            t = np.where(mode == TEMP_SENSOR_MODES["short"], tc.short_reading_c, t)
-        self._t_last = t
-        return t
+        out = np.empty(self._t_noise.size)
+        sense_temperatures(
+            self._pack._x[L.X_TEMP],
+            self.temp_sensor_cells,
+            self._t_offset,
+            self._t_noise,
+            tc.noise_c,
+            tc.resolution_c,
+            self._t_mode,
+            self._t_last,
+            tc.open_reading_c,
+            tc.short_reading_c,
+            out,
+        )
+        return out
 
     def current(self) -> float:
         """Sample the pack current sensor, A (+ = discharge)."""
+        return self._current(float(self._rng.standard_normal()))
+
+    def _current(self, noise: float) -> float:
         c = self.cfg.current
-        i = self._pack.current_a * (1.0 + c.gain_error) + c.offset_a + self._i_offset_fault_a \
-            + float(self._rng.standard_normal()) * c.noise_a
+        i = (
+            self._pack.current_a * (1.0 + c.gain_error)
+            + c.offset_a
+            + self._i_offset_fault_a
+            + noise * c.noise_a
+        )
         return _quantise(i, c.resolution_a, -c.full_scale_a, c.full_scale_a)
 
     def pack_voltage(self) -> float:
         return self._pack_ch.read(self._pack.voltage_v, float(self._rng.standard_normal()))
 
     def bus_voltage(self) -> float:
-        return self._bus_ch.read(self._pack.contactors.bus_voltage_v,
-                                 float(self._rng.standard_normal()))
+        return self._bus_ch.read(
+            self._pack.contactors.bus_voltage_v, float(self._rng.standard_normal())
+        )
 
     def measure(self) -> Measurement:
-        """Sample every sensor once."""
+        """Sample every sensor once (one draw of noise for the whole sample)."""
+        pack = self._pack
+        sc = self.cfg
+        n_s, n_t = self._cv_noise.size, self._t_noise.size
+        noise = self._rng.standard_normal(n_s + n_t + 3)
+        cells = np.empty(n_s)
+        cv = sc.cell_voltage
+        sense_cell_voltages(
+            pack.group_voltage_v,
+            self._cv_gain,
+            self._cv_offset,
+            noise[:n_s],
+            cv.noise_v,
+            cv.resolution_v,
+            cv.full_scale_v,
+            self._wire_open,
+            cells,
+        )
+        temps = np.empty(n_t)
+        tc = sc.temperature
+        sense_temperatures(
+            pack._x[L.X_TEMP],
+            self.temp_sensor_cells,
+            self._t_offset,
+            noise[n_s : n_s + n_t],
+            tc.noise_c,
+            tc.resolution_c,
+            self._t_mode,
+            self._t_last,
+            tc.open_reading_c,
+            tc.short_reading_c,
+            temps,
+        )
+        tail = noise[n_s + n_t :].tolist()
         return Measurement(
-            time_s=self._pack.time_s,
-            cell_voltage_v=self.cell_voltages(),
-            temp_c=self.temperatures(),
-            current_a=self.current(),
-            pack_voltage_v=self.pack_voltage(),
-            bus_voltage_v=self.bus_voltage(),
-            contactor_feedback=self._pack.contactors.actual,
+            time_s=pack.time_s,
+            cell_voltage_v=cells,
+            temp_c=temps,
+            current_a=self._current(tail[0]),
+            pack_voltage_v=self._pack_ch.read(pack.voltage_v, tail[1]),
+            bus_voltage_v=self._bus_ch.read(pack.contactors.bus_voltage_v, tail[2]),
+            contactor_feedback=pack.contactors.actual,
         )
 
     def warm_up(self) -> None:
+        """Compile (or load) the sensor kernels without drawing noise or changing state."""
         out = np.empty(self._pack.n_series)
-        sense_cell_voltages(self._pack.group_voltage_v, self._cv_gain, self._cv_offset,
-                            self._cv_noise, 0.0, 0.0, 1.0, self._wire_open, out)
+        sense_cell_voltages(
+            self._pack.group_voltage_v,
+            self._cv_gain,
+            self._cv_offset,
+            self._cv_noise,
+            0.0,
+            0.0,
+            1.0,
+            self._wire_open,
+            out,
+        )
+        sense_temperatures(
+            self._pack._x[L.X_TEMP],
+            self.temp_sensor_cells,
+            self._t_offset,
+            self._t_noise,
+            0.0,
+            0.0,
+            self._t_mode,
+            self._t_last.copy(),
+            0.0,
+            0.0,
+            np.empty(self._t_noise.size),
+        )
 
     # ------------------------------------------------------------------ faults
 
@@ -216,11 +315,13 @@ class Sensors:
     def set_temp_sensor_fault(self, sensor: int, mode: str) -> None:
         """Fault a temperature sensor: ``ok``, ``stuck`` (holds), ``open`` or ``short``."""
         if not 0 <= sensor < self.n_temp_sensors:
-            raise InputError(f"temperature sensor: index {sensor} outside "
-                             f"0..{self.n_temp_sensors - 1}")
+            raise InputError(
+                f"temperature sensor: index {sensor} outside 0..{self.n_temp_sensors - 1}"
+            )
         if mode not in TEMP_SENSOR_MODES:
-            raise InputError(f"temperature sensor fault {mode!r} unknown; valid: "
-                             f"{', '.join(TEMP_SENSOR_MODES)}")
+            raise InputError(
+                f"temperature sensor fault {mode!r} unknown; valid: {', '.join(TEMP_SENSOR_MODES)}"
+            )
         self._t_mode[sensor] = TEMP_SENSOR_MODES[mode]
 
     def set_current_offset_fault(self, offset_a: float) -> None:
@@ -237,8 +338,10 @@ class Sensors:
     def active_faults(self) -> list[str]:
         names = {v: k for k, v in TEMP_SENSOR_MODES.items()}
         out = [f"sense wire {w} open" for w in np.flatnonzero(self._wire_open)]
-        out += [f"temperature sensor {k} {names[int(self._t_mode[k])]}"
-                for k in np.flatnonzero(self._t_mode)]
+        out += [
+            f"temperature sensor {k} {names[int(self._t_mode[k])]}"
+            for k in np.flatnonzero(self._t_mode)
+        ]
         if self._i_offset_fault_a:
             out.append(f"current sensor offset {self._i_offset_fault_a:+.3f} A")
         return out

@@ -1,0 +1,1 @@
+"""Benchmarks of the emulator (``make bench``): they print figures, they assert nothing."""

@@ -1,0 +1,1 @@
+"""Command line: ``bms-emu <subcommand>``, one module per subcommand."""

@@ -1,0 +1,1 @@
+"""Scenarios and time: drive and charge profiles, clocks and the scheduler."""
