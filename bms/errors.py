@@ -32,5 +32,9 @@ class ConfigError(BmsError, ValueError):
         super().__init__(" ".join(parts))
 
 
-class InputError(BmsError, ValueError):
-    """A run-time input (a current, a time step, a profile value) is unusable."""
+class InputError(ConfigError):
+    """A run-time input (a current, a step length, a profile sample, a fault target) is
+    unusable. A kind of ConfigError, so a caller can handle every bad input one way."""
+
+    def __init__(self, message: str):
+        super().__init__(message)

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from bms._jit import inline, kernel
 from bms.plant.layout import (
     FLAG_EMPTY,
@@ -76,8 +78,6 @@ from bms.plant.layout import (
     S_B,
     S_E1,
     S_E2,
-    S_K1,
-    S_K2,
     S_QEFF,
     S_R0,
     S_R1,
@@ -102,6 +102,7 @@ from bms.plant.layout import (
     X_V2,
 )
 
+U1 = np.uint64(1)
 TINY_V = 1e-30  # an RC voltage below this is zero (far below any ADC step)
 
 
@@ -129,175 +130,20 @@ def clamp(v, lo, hi):
 
 @inline
 def grid_cell(value, origin, inv_step, n):
-    """Grid interval holding ``value`` (clamped to the table) and the weight in it."""
+    """Grid interval holding ``value`` (clamped to the table) and the weight in it.
+
+    The index is unsigned: numba then skips the negative-index wraparound on every
+    table access (28 per cell and step).
+    """
     f = (value - origin) * inv_step
-    i = int(clamp(f, 0.0, n - 2.0))
-    return i, f - i
+    fi = math.floor(clamp(f, 0.0, n - 2.0))
+    return np.uint64(fi), f - fi
 
 
 @inline
-def lookup(tab, soc, temp_c, s0, sinv, ns, t0, tinv, nt):
-    """Cell parameters at (soc, temp_c), bilinear between the four nearest nodes.
-
-    Temperature is clamped to the tables; SOC is clamped for every parameter but
-    the OCV, which is extrapolated linearly from the end segment (an
-    over-discharged cell's voltage keeps falling; the caller holds the OCV with
-    its hysteresis offset at or above 0 V).
-    Returns (ocv_mid, hyst_half, r0, r1, r2, e1, e2, cap_factor, sd_factor).
-    """
-    i, ws = grid_cell(soc, s0, sinv, ns)
-    j, wt = grid_cell(temp_c, t0, tinv, nt)
-    wc = clamp(ws, 0.0, 1.0)
-    wt = clamp(wt, 0.0, 1.0)
-    a00 = (1.0 - wc) * (1.0 - wt)
-    a10 = wc * (1.0 - wt)
-    a01 = (1.0 - wc) * wt
-    a11 = wc * wt
-    # scalar indexing only: a view of ``tab`` would cost two atomic reference counts
-    o0 = tab[i, j, T_OCV] + ws * (tab[i + 1, j, T_OCV] - tab[i, j, T_OCV])
-    o1 = tab[i, j + 1, T_OCV] + ws * (tab[i + 1, j + 1, T_OCV] - tab[i, j + 1, T_OCV])
-    ocv = o0 + wt * (o1 - o0)
-    hh = (
-        a00 * tab[i, j, T_HYST]
-        + a10 * tab[i + 1, j, T_HYST]
-        + a01 * tab[i, j + 1, T_HYST]
-        + a11 * tab[i + 1, j + 1, T_HYST]
-    )
-    r0 = (
-        a00 * tab[i, j, T_R0]
-        + a10 * tab[i + 1, j, T_R0]
-        + a01 * tab[i, j + 1, T_R0]
-        + a11 * tab[i + 1, j + 1, T_R0]
-    )
-    r1 = (
-        a00 * tab[i, j, T_R1]
-        + a10 * tab[i + 1, j, T_R1]
-        + a01 * tab[i, j + 1, T_R1]
-        + a11 * tab[i + 1, j + 1, T_R1]
-    )
-    r2 = (
-        a00 * tab[i, j, T_R2]
-        + a10 * tab[i + 1, j, T_R2]
-        + a01 * tab[i, j + 1, T_R2]
-        + a11 * tab[i + 1, j + 1, T_R2]
-    )
-    e1 = (
-        a00 * tab[i, j, T_E1]
-        + a10 * tab[i + 1, j, T_E1]
-        + a01 * tab[i, j + 1, T_E1]
-        + a11 * tab[i + 1, j + 1, T_E1]
-    )
-    e2 = (
-        a00 * tab[i, j, T_E2]
-        + a10 * tab[i + 1, j, T_E2]
-        + a01 * tab[i, j + 1, T_E2]
-        + a11 * tab[i + 1, j + 1, T_E2]
-    )
-    # temperature-only columns: the same along soc, so one row is enough
-    capf = tab[i, j, T_CAP] + wt * (tab[i, j + 1, T_CAP] - tab[i, j, T_CAP])
-    sdf = tab[i, j, T_SD] + wt * (tab[i, j + 1, T_SD] - tab[i, j, T_SD])
-    return ocv, hh, r0, r1, r2, e1, e2, capf, sdf
-
-
-@inline
-def cell_terms(x, p, tab, c, s0, sinv, ns, t0, tinv, nt, rc, hyst_on):
-    """Cell ``c`` at the start of a step: its end-of-step terminal voltage is a - b i.
-
-    Returns (a, b, e1, k1, e2, k2, r0, r1, r2, cap_factor, sd_factor) with the
-    resistances scaled by the cell's resistance factor and k = R (1 - e).
-    Inlined into the step kernel (arrays passed here cost no reference counting).
-    """
-    ocv, hh, r0, r1, r2, e1, e2, capf, sdf = lookup(
-        tab, x[X_SOC, c], x[X_TEMP, c], s0, sinv, ns, t0, tinv, nt
-    )
-    rs = p[P_RSCALE, c]
-    r0 *= rs
-    r1 *= rs
-    r2 *= rs
-    a = ocv + hh * x[X_H, c] if hyst_on else ocv
-    if a < 0.0:  # a dead cell's open-circuit voltage stops at 0 V
-        a = 0.0
-    b = r0
-    k1 = r1 * (1.0 - e1)
-    k2 = r2 * (1.0 - e2)
-    if rc >= 1:
-        a -= x[X_V1, c] * e1
-        b += k1
-    if rc >= 2:
-        a -= x[X_V2, c] * e2
-        b += k2
-    return a, b, e1, k1, e2, k2, r0, r1, r2, capf, sdf
-
-
-@inline
-def advance_cell(
-    x,
-    p,
-    c,
-    i,
-    v,
-    e1,
-    k1,
-    e2,
-    k2,
-    r0,
-    r1,
-    r2,
-    qeff,
-    sdf,
-    dt_s,
-    rc,
-    hyst_on,
-    thermal_on,
-    selfdis_on,
-    gamma,
-    eta,
-    amb,
-):
-    """Move cell ``c`` over the step at internal current ``i``, terminal voltage ``v``.
-
-    Writes its new state into ``x``; returns (soc, temp_c) for the pack figures.
-    """
-    heat = i * i * r0
-    v1 = x[X_V1, c]
-    v2 = x[X_V2, c]
-    if rc >= 1:
-        v1 = v1 * e1 + k1 * i
-        if abs(v1) < TINY_V:  # relaxed: flush before it decays into slow subnormals
-            v1 = 0.0
-        heat += v1 * v1 / r1
-    if rc >= 2:
-        v2 = v2 * e2 + k2 * i
-        if abs(v2) < TINY_V:
-            v2 = 0.0
-        heat += v2 * v2 / r2
-    gl = p[P_GLEAK, c]
-    if gl > 0.0:
-        heat += v * v * gl
-    inv_q = 1.0 / qeff
-    dq = i * dt_s
-    if i < 0.0:
-        dq *= eta
-    soc = x[X_SOC, c] - dq * inv_q
-    if selfdis_on:
-        soc -= p[P_SD, c] * sdf * dt_s
-    h = x[X_H, c]
-    if hyst_on and i != 0.0:
-        target = -1.0 if i > 0.0 else 1.0
-        h = target + (h - target) * exp_neg(gamma * abs(i) * dt_s * inv_q)
-    temp = x[X_TEMP, c]
-    if thermal_on:
-        t_inf = amb + heat * p[P_RTH, c]
-        temp = t_inf + (temp - t_inf) * p[P_THDECAY, c]
-    x[X_SOC, c] = soc
-    x[X_V1, c] = v1
-    x[X_V2, c] = v2
-    x[X_H, c] = h
-    x[X_TEMP, c] = temp
-    x[X_I, c] = i
-    x[X_HEAT, c] = heat
-    x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
-    return soc, temp
+def bilinear(w00, w10, w01, w11, v00, v10, v01, v11):
+    """Weighted sum of the four corner values of a grid cell."""
+    return w00 * v00 + w10 * v10 + w01 * v01 + w11 * v11
 
 
 @kernel
@@ -307,6 +153,16 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
     ``tab`` must hold the decay factors for this ``dt_s`` (:meth:`KernelTables.for_dt`).
     Writes the new state into ``x``, the group voltages into ``g`` and the pack
     figures into ``out`` (O_* slots); returns the pack terminal voltage, V.
+
+    Per series group, a first pass reads every cell's parameters at the start of the
+    step (scratch rows S_*), the group voltage follows in closed form, and a second
+    pass moves every cell on. The per-cell code indexes the arrays here, in this one
+    function: handing an array to a helper costs a reference-count call per cell.
+
+    Lookups: bilinear between the four nearest nodes of the uniform grid. Temperature
+    is clamped to the tables; SOC is clamped for every parameter but the OCV, which
+    is extrapolated linearly from the end segment (an over-discharged cell's voltage
+    keeps falling) and, with its hysteresis offset, held at or above 0 V.
     """
     n_series = g.shape[1]
     n_cells = x.shape[1]
@@ -336,108 +192,167 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
     tmax = -math.inf
     for s in range(n_series):
         base = s * n_par
-        gb = g[G_BLEED_G, s]
-        if n_par == 1:
-            c = base
-            a, b, e1, k1, e2, k2, r0, r1, r2, capf, sdf = cell_terms(
-                x, p, tab, c, s0, sinv, ns, t0, tinv, nt, rc, hyst_on
-            )
-            gl = p[P_GLEAK, c]
-            if gl > 0.0 or gb > 0.0:
-                v = (a / b - current_a) / (1.0 / b + gl + gb)
-                i = (a - v) / b
-            else:
-                v = a - b * current_a
-                i = current_a
-            soc, temp = advance_cell(
-                x,
-                p,
-                c,
-                i,
-                v,
-                e1,
-                k1,
-                e2,
-                k2,
-                r0,
-                r1,
-                r2,
-                p[P_Q_AS, c] * capf,
-                sdf,
-                dt_s,
-                rc,
-                hyst_on,
-                thermal_on,
-                selfdis_on,
-                gamma,
-                eta,
-                amb,
-            )
-            soc_sum += soc
-            soc_min = soc if soc < soc_min else soc_min
-            soc_max = soc if soc > soc_max else soc_max
-            tmax = temp if temp > tmax else tmax
-        else:
-            sum_ab = 0.0
-            sum_inv_b = 0.0
-            sum_gl = 0.0
-            for jj in range(n_par):
-                c = base + jj
-                a, b, e1, k1, e2, k2, r0, r1, r2, capf, sdf = cell_terms(
-                    x, p, tab, c, s0, sinv, ns, t0, tinv, nt, rc, hyst_on
+        sum_ab = 0.0
+        sum_inv_b = 0.0
+        sum_gl = 0.0
+        # ---- pass 1: parameters at the start of the step
+        for c in range(base, base + n_par):
+            i, ws = grid_cell(x[X_SOC, c], s0, sinv, ns)
+            j, wt = grid_cell(x[X_TEMP, c], t0, tinv, nt)
+            i1 = i + U1
+            j1 = j + U1
+            wc = clamp(ws, 0.0, 1.0)
+            wt = clamp(wt, 0.0, 1.0)
+            w00 = (1.0 - wc) * (1.0 - wt)
+            w10 = wc * (1.0 - wt)
+            w01 = (1.0 - wc) * wt
+            w11 = wc * wt
+            o0 = tab[i, j, T_OCV] + ws * (tab[i1, j, T_OCV] - tab[i, j, T_OCV])
+            o1 = tab[i, j1, T_OCV] + ws * (tab[i1, j1, T_OCV] - tab[i, j1, T_OCV])
+            a = o0 + wt * (o1 - o0)  # OCV, SOC extrapolated
+            if hyst_on:
+                a += x[X_H, c] * bilinear(
+                    w00,
+                    w10,
+                    w01,
+                    w11,
+                    tab[i, j, T_HYST],
+                    tab[i1, j, T_HYST],
+                    tab[i, j1, T_HYST],
+                    tab[i1, j1, T_HYST],
                 )
-                x[S_A, c] = a
-                x[S_B, c] = b
+            if a < 0.0:  # a dead cell's open-circuit voltage stops at 0 V
+                a = 0.0
+            rs = p[P_RSCALE, c]
+            b = rs * bilinear(
+                w00,
+                w10,
+                w01,
+                w11,
+                tab[i, j, T_R0],
+                tab[i1, j, T_R0],
+                tab[i, j1, T_R0],
+                tab[i1, j1, T_R0],
+            )
+            x[S_R0, c] = b
+            if rc >= 1:
+                e1 = bilinear(
+                    w00,
+                    w10,
+                    w01,
+                    w11,
+                    tab[i, j, T_E1],
+                    tab[i1, j, T_E1],
+                    tab[i, j1, T_E1],
+                    tab[i1, j1, T_E1],
+                )
+                r1 = rs * bilinear(
+                    w00,
+                    w10,
+                    w01,
+                    w11,
+                    tab[i, j, T_R1],
+                    tab[i1, j, T_R1],
+                    tab[i, j1, T_R1],
+                    tab[i1, j1, T_R1],
+                )
+                a -= x[X_V1, c] * e1
+                b += r1 * (1.0 - e1)
                 x[S_E1, c] = e1
-                x[S_K1, c] = k1
-                x[S_E2, c] = e2
-                x[S_K2, c] = k2
-                x[S_R0, c] = r0
                 x[S_R1, c] = r1
-                x[S_R2, c] = r2
-                x[S_QEFF, c] = p[P_Q_AS, c] * capf
-                x[S_SDF, c] = sdf
-                inv_b = 1.0 / b
-                sum_ab += a * inv_b
-                sum_inv_b += inv_b
-                sum_gl += p[P_GLEAK, c]
-            v = (sum_ab - current_a) / (sum_inv_b + sum_gl + gb)
-            for jj in range(n_par):
-                c = base + jj
-                i = (x[S_A, c] - v) / x[S_B, c]
-                soc, temp = advance_cell(
-                    x,
-                    p,
-                    c,
-                    i,
-                    v,
-                    x[S_E1, c],
-                    x[S_K1, c],
-                    x[S_E2, c],
-                    x[S_K2, c],
-                    x[S_R0, c],
-                    x[S_R1, c],
-                    x[S_R2, c],
-                    x[S_QEFF, c],
-                    x[S_SDF, c],
-                    dt_s,
-                    rc,
-                    hyst_on,
-                    thermal_on,
-                    selfdis_on,
-                    gamma,
-                    eta,
-                    amb,
+            if rc >= 2:
+                e2 = bilinear(
+                    w00,
+                    w10,
+                    w01,
+                    w11,
+                    tab[i, j, T_E2],
+                    tab[i1, j, T_E2],
+                    tab[i, j1, T_E2],
+                    tab[i1, j1, T_E2],
                 )
-                soc_sum += soc
-                soc_min = soc if soc < soc_min else soc_min
-                soc_max = soc if soc > soc_max else soc_max
-                tmax = temp if temp > tmax else tmax
+                r2 = rs * bilinear(
+                    w00,
+                    w10,
+                    w01,
+                    w11,
+                    tab[i, j, T_R2],
+                    tab[i1, j, T_R2],
+                    tab[i, j1, T_R2],
+                    tab[i1, j1, T_R2],
+                )
+                a -= x[X_V2, c] * e2
+                b += r2 * (1.0 - e2)
+                x[S_E2, c] = e2
+                x[S_R2, c] = r2
+            # temperature-only columns: the same along soc, so one row is enough
+            capf = tab[i, j, T_CAP] + wt * (tab[i, j1, T_CAP] - tab[i, j, T_CAP])
+            x[S_QEFF, c] = p[P_Q_AS, c] * capf
+            if selfdis_on:
+                x[S_SDF, c] = tab[i, j, T_SD] + wt * (tab[i, j1, T_SD] - tab[i, j, T_SD])
+            x[S_A, c] = a
+            x[S_B, c] = b
+            inv_b = 1.0 / b
+            sum_ab += a * inv_b
+            sum_inv_b += inv_b
+            sum_gl += p[P_GLEAK, c]
+        # ---- the group: one terminal voltage, currents adding up to the pack current
+        gb = g[G_BLEED_G, s]
+        v = (sum_ab - current_a) / (sum_inv_b + sum_gl + gb)
         g[G_V, s] = v
         g[G_IBLEED, s] = v * gb
         v_pack += v
         vmin = v if v < vmin else vmin
         vmax = v if v > vmax else vmax
+        # ---- pass 2: every cell over the step at its own current
+        for c in range(base, base + n_par):
+            if n_par == 1 and sum_gl == 0.0 and gb == 0.0:
+                i_c = current_a  # a series string: exact, no rounding
+            else:
+                i_c = (x[S_A, c] - v) / x[S_B, c]
+            heat = i_c * i_c * x[S_R0, c]
+            if rc >= 1:
+                e1 = x[S_E1, c]
+                r1 = x[S_R1, c]
+                v1 = x[X_V1, c] * e1 + r1 * (1.0 - e1) * i_c
+                if abs(v1) < TINY_V:  # relaxed: flush before it decays into slow subnormals
+                    v1 = 0.0
+                x[X_V1, c] = v1
+                heat += v1 * v1 / r1
+            if rc >= 2:
+                e2 = x[S_E2, c]
+                r2 = x[S_R2, c]
+                v2 = x[X_V2, c] * e2 + r2 * (1.0 - e2) * i_c
+                if abs(v2) < TINY_V:
+                    v2 = 0.0
+                x[X_V2, c] = v2
+                heat += v2 * v2 / r2
+            gl = p[P_GLEAK, c]
+            if gl > 0.0:
+                heat += v * v * gl
+            inv_q = 1.0 / x[S_QEFF, c]
+            dq = i_c * dt_s
+            if i_c < 0.0:
+                dq *= eta
+            soc = x[X_SOC, c] - dq * inv_q
+            if selfdis_on:
+                soc -= p[P_SD, c] * x[S_SDF, c] * dt_s
+            if hyst_on and i_c != 0.0:
+                target = -1.0 if i_c > 0.0 else 1.0
+                x[X_H, c] = target + (x[X_H, c] - target) * exp_neg(gamma * abs(i_c) * dt_s * inv_q)
+            temp = x[X_TEMP, c]
+            if thermal_on:
+                t_inf = amb + heat * p[P_RTH, c]
+                temp = t_inf + (temp - t_inf) * p[P_THDECAY, c]
+                x[X_TEMP, c] = temp
+            x[X_SOC, c] = soc
+            x[X_I, c] = i_c
+            x[X_HEAT, c] = heat
+            x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
+            soc_sum += soc
+            soc_min = soc if soc < soc_min else soc_min
+            soc_max = soc if soc > soc_max else soc_max
+            tmax = temp if temp > tmax else tmax
     out[O_VPACK] = v_pack
     out[O_VMIN] = vmin
     out[O_VMAX] = vmax

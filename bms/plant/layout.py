@@ -21,16 +21,14 @@ X_FLAG = 7  # 0 normal, FLAG_EMPTY (soc < 0) or FLAG_FULL (soc > 1)
 # scratch rows for parallel groups, written and read inside one step
 S_A = 8  # open-circuit part of the end-of-step terminal voltage, V
 S_B = 9  # effective resistance over the step, ohm
-S_E1 = 10
-S_K1 = 11
-S_E2 = 12
-S_K2 = 13
-S_R0 = 14
-S_R1 = 15
-S_R2 = 16
-S_QEFF = 17  # capacity at the cell's temperature, A*s
-S_SDF = 18  # self-discharge temperature factor
-NX = 19
+S_E1 = 10  # decay factor of RC pair 1 over the step
+S_E2 = 11
+S_R0 = 12  # resistances with the cell's resistance factor, ohm
+S_R1 = 13
+S_R2 = 14
+S_QEFF = 15  # capacity at the cell's temperature, A*s
+S_SDF = 16  # self-discharge temperature factor
+NX = 17
 STATE_ROWS = 8  # rows 0..7 are state; the rest is scratch
 
 FLAG_EMPTY = 1.0
