@@ -172,14 +172,17 @@ class Sensors:
 
     def cell_voltages(self) -> np.ndarray:
         """Sample the cell-voltage ADC of every series group, V."""
-        cv = self.cfg.cell_voltage
         self._rng.standard_normal(out=self._cv_noise)
+        return self._cell_voltages(self._cv_noise)
+
+    def _cell_voltages(self, noise: np.ndarray) -> np.ndarray:
+        cv = self.cfg.cell_voltage
         out = np.empty(self._pack.n_series)
         sense_cell_voltages(
             self._pack.group_voltage_v,
             self._cv_gain,
             self._cv_offset,
-            self._cv_noise,
+            noise,
             cv.noise_v,
             cv.resolution_v,
             cv.full_scale_v,
@@ -190,18 +193,21 @@ class Sensors:
 
     def temperatures(self) -> np.ndarray:
         """Sample every temperature sensor, degC (faults applied)."""
-        tc = self.cfg.temperature
         self._rng.standard_normal(out=self._t_noise)
-        out = np.empty(self._t_noise.size)
+        return self._temperatures(self._t_noise, self._t_last)
+
+    def _temperatures(self, noise: np.ndarray, last: np.ndarray) -> np.ndarray:
+        tc = self.cfg.temperature
+        out = np.empty(noise.size)
         sense_temperatures(
             self._pack._x[L.X_TEMP],
             self.temp_sensor_cells,
             self._t_offset,
-            self._t_noise,
+            noise,
             tc.noise_c,
             tc.resolution_c,
             self._t_mode,
-            self._t_last,
+            last,
             tc.open_reading_c,
             tc.short_reading_c,
             out,
@@ -233,42 +239,13 @@ class Sensors:
     def measure(self) -> Measurement:
         """Sample every sensor once (one draw of noise for the whole sample)."""
         pack = self._pack
-        sc = self.cfg
         n_s, n_t = self._cv_noise.size, self._t_noise.size
         noise = self._rng.standard_normal(n_s + n_t + 3)
-        cells = np.empty(n_s)
-        cv = sc.cell_voltage
-        sense_cell_voltages(
-            pack.group_voltage_v,
-            self._cv_gain,
-            self._cv_offset,
-            noise[:n_s],
-            cv.noise_v,
-            cv.resolution_v,
-            cv.full_scale_v,
-            self._wire_open,
-            cells,
-        )
-        temps = np.empty(n_t)
-        tc = sc.temperature
-        sense_temperatures(
-            pack._x[L.X_TEMP],
-            self.temp_sensor_cells,
-            self._t_offset,
-            noise[n_s : n_s + n_t],
-            tc.noise_c,
-            tc.resolution_c,
-            self._t_mode,
-            self._t_last,
-            tc.open_reading_c,
-            tc.short_reading_c,
-            temps,
-        )
         tail = noise[n_s + n_t :].tolist()
         return Measurement(
             time_s=pack.time_s,
-            cell_voltage_v=cells,
-            temp_c=temps,
+            cell_voltage_v=self._cell_voltages(noise[:n_s]),
+            temp_c=self._temperatures(noise[n_s : n_s + n_t], self._t_last),
             current_a=self._current(tail[0]),
             pack_voltage_v=self._pack_ch.read(pack.voltage_v, tail[1]),
             bus_voltage_v=self._bus_ch.read(pack.contactors.bus_voltage_v, tail[2]),
@@ -277,31 +254,8 @@ class Sensors:
 
     def warm_up(self) -> None:
         """Compile (or load) the sensor kernels without drawing noise or changing state."""
-        out = np.empty(self._pack.n_series)
-        sense_cell_voltages(
-            self._pack.group_voltage_v,
-            self._cv_gain,
-            self._cv_offset,
-            self._cv_noise,
-            0.0,
-            0.0,
-            1.0,
-            self._wire_open,
-            out,
-        )
-        sense_temperatures(
-            self._pack._x[L.X_TEMP],
-            self.temp_sensor_cells,
-            self._t_offset,
-            self._t_noise,
-            0.0,
-            0.0,
-            self._t_mode,
-            self._t_last.copy(),
-            0.0,
-            0.0,
-            np.empty(self._t_noise.size),
-        )
+        self._cell_voltages(np.zeros(self._cv_noise.size))
+        self._temperatures(np.zeros(self._t_noise.size), self._t_last.copy())
 
     # ------------------------------------------------------------------ faults
 

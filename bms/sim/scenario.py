@@ -171,21 +171,22 @@ def run_city_bus_day(
     _close(pack, res)
     _drive(pack, res, city_bus_drive(drive_s, dt_s, one_c, seed=seed), dt_s)
     res.phases.append(f"drive {drive_s / 3600:.1f} h")
-    pack.contactors.open_all()
-    pack.rest(1800.0)
-    res.simulated_s += 1800.0
-    res.cell_steps += pack.n_cells
-    res.phases.append("park 0.5 h")
+    _park(pack, res, 1800.0)
     _close(pack, res)
     t0 = res.simulated_s
     cc_cv_charge(pack, res)
     res.phases.append(f"depot charge {(res.simulated_s - t0) / 3600:.2f} h")
-    pack.contactors.open_all()
-    pack.rest(1800.0)
-    res.simulated_s += 1800.0
-    res.cell_steps += pack.n_cells
-    res.phases.append("park 0.5 h")
+    _park(pack, res, 1800.0)
     return _finish(pack, res, wall0)
+
+
+def _park(pack: Pack, res: ScenarioResult, duration_s: float) -> None:
+    """Contactors open, no current: one exact step for a series string."""
+    pack.contactors.open_all()
+    pack.rest(duration_s)
+    res.simulated_s += duration_s
+    res.cell_steps += pack.n_cells
+    res.phases.append(f"park {duration_s / 3600:.1f} h")
 
 
 def run_profile(pack: Pack, profile: np.ndarray, dt_s: float, name: str) -> ScenarioResult:
