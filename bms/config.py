@@ -28,9 +28,11 @@ __all__ = [
     "Config",
     "ContactorConfig",
     "CurrentSensorConfig",
+    "FirmwareConfig",
     "ModelConfig",
     "PackConfig",
     "SensorConfig",
+    "SocConfig",
     "SpreadConfig",
     "TemperatureSensorConfig",
     "VoltageSensorConfig",
@@ -207,6 +209,43 @@ class SensorConfig(_Section):
     bus_voltage: VoltageSensorConfig = field(default_factory=_hv_default)
 
 
+SOC_ESTIMATOR_NAMES = ("coulomb", "ekf")
+
+
+@dataclass(frozen=True)
+class SocConfig(_Section):
+    """State-of-charge estimation of the emulated BMS."""
+
+    _section = "firmware.soc"
+    estimator: str = "ekf"  # coulomb | ekf
+    rest_current_a: float = _num(2.0, 0.0)  # |I| below this counts as rest
+    rest_time_s: float = _num(1800.0, 0.0)  # relaxation before an OCV recalibration
+    min_ocv_slope_v: float = _num(0.3, 0.0)  # recalibrate only where dOCV/dSOC >= this
+    ekf_voltage_sigma_v: float = _num(0.005, 0.0, lo_open=True)  # noise + model error
+    ekf_soc_sigma_per_s: float = _num(1e-4, 0.0)  # process noise of SOC, 1/sqrt(s)
+    ekf_resistance_error: float = _num(0.1, 0.0, 1.0)  # relative error of the model's R
+    ekf_initial_soc_sigma: float = _num(0.2, 0.0, 1.0, lo_open=True)  # SOC from rest OCV
+    ekf_stored_soc_sigma: float = _num(0.01, 0.0, 1.0, lo_open=True)  # SOC from memory
+    current_sigma_a: float = _num(0.1, 0.0)  # current-sensor noise the filter assumes
+
+    def check(self) -> None:
+        if self.estimator not in SOC_ESTIMATOR_NAMES:
+            raise ConfigError(
+                f"unknown estimator {self.estimator!r}; valid: {', '.join(SOC_ESTIMATOR_NAMES)}",
+                field=f"[{self._section}] estimator",
+            )
+
+
+@dataclass(frozen=True)
+class FirmwareConfig(_Section):
+    """The emulated BMS: task periods and algorithms."""
+
+    _section = "firmware"
+    measure_period_s: float = _num(0.01, 0.0, 10.0, lo_open=True)  # measurement, protection
+    estimate_period_s: float = _num(0.1, 0.0, 60.0, lo_open=True)  # SOC, balancing, limits
+    soc: SocConfig = field(default_factory=SocConfig)
+
+
 @dataclass(frozen=True)
 class Config(_Section):
     """Everything the plant needs. ``Config()`` is the built-in bus pack."""
@@ -218,6 +257,7 @@ class Config(_Section):
     balancing: BalancingConfig = field(default_factory=BalancingConfig)
     contactors: ContactorConfig = field(default_factory=ContactorConfig)
     sensors: SensorConfig = field(default_factory=SensorConfig)
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
 
     def check(self) -> None:
         n = self.pack.n_cells

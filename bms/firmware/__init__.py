@@ -1,0 +1,1 @@
+"""The emulated BMS firmware: state estimation, balancing, protections, contactors, NVM."""

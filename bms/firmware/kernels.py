@@ -1,0 +1,206 @@
+"""numba kernels of the emulated BMS firmware: per-group work over arrays.
+
+The firmware's cell model is the chemistry file's equivalent circuit with the
+nominal parameters (no spread: a BMS does not know its cells individually); a
+series group of P cells is one cell of P times the capacity and 1/P the
+resistance. It reads the chemistry's uniform-grid tables (layout of
+:mod:`bms.plant.layout`, the shared cell-model format), never the plant's state.
+Sign convention: positive current = discharge.
+"""
+
+from __future__ import annotations
+
+import math
+
+from bms._jit import kernel
+from bms.plant.layout import T_E1, T_E2, T_HYST, T_OCV, T_R0, T_R1, T_R2
+
+# prm: filter parameters, shape (NPRM,)
+K_S0 = 0  # soc grid origin, 1/step, size
+K_SINV = 1
+K_NS = 2
+K_T0 = 3  # temperature grid origin, 1/step, size
+K_TINV = 4
+K_NT = 5
+K_Q_AS = 6  # group capacity, A*s
+K_RSCALE = 7  # group resistance factor (1/P)
+K_GAMMA = 8  # hysteresis rate
+K_ETA = 9  # coulombic efficiency on charge
+K_SIG_V2 = 10  # measurement variance, V^2
+K_QZ = 11  # SOC process variance per second
+K_QV = 12  # RC voltage process variance per second, V^2/s
+K_QH = 13  # hysteresis process variance per second
+K_SIG_I2 = 14  # current-sensor variance, A^2
+K_RC = 15  # RC pairs in the model
+K_HYST = 16  # 1 = hysteresis state in the model
+K_RREL = 17  # relative uncertainty of the model's resistances: adds (k I R)^2 to K_SIG_V2
+NPRM = 18
+
+# xs columns
+E_SOC = 0
+E_V1 = 1
+E_V2 = 2
+E_H = 3
+NE = 4
+
+
+@kernel
+def ekf_kernel(xs, cov, tab, prm, v_meas, temp_c, current_a, dt_s, innov):
+    """One predict-update step of the per-group EKF (states SOC, v1, v2, h).
+
+    ``v_meas`` is each group's measured voltage (V) at the end of the interval,
+    ``current_a`` the measured pack current held over ``dt_s``; ``tab`` carries the
+    RC decay factors for ``dt_s``. ``innov`` receives each group's innovation, V.
+    """
+    n = xs.shape[0]
+    s0 = prm[K_S0]
+    sinv = prm[K_SINV]
+    ns = prm[K_NS]
+    t0 = prm[K_T0]
+    tinv = prm[K_TINV]
+    nt = prm[K_NT]
+    q_as = prm[K_Q_AS]
+    rs = prm[K_RSCALE]
+    gamma = prm[K_GAMMA]
+    eta = prm[K_ETA]
+    rc = int(prm[K_RC])
+    hyst_on = prm[K_HYST] > 0.0
+    i_a = current_a
+    for g in range(n):
+        z = xs[g, E_SOC]
+        # ---- parameters at the prior SOC and the group's temperature
+        fz = (min(max(z, 0.0), 1.0) - s0) * sinv
+        iz = int(min(max(math.floor(fz), 0.0), ns - 2.0))
+        wz = fz - iz
+        ft = (temp_c[g] - t0) * tinv
+        jt = int(min(max(math.floor(ft), 0.0), nt - 2.0))
+        wt = min(max(ft - jt, 0.0), 1.0)
+        w00 = (1.0 - wz) * (1.0 - wt)
+        w10 = wz * (1.0 - wt)
+        w01 = (1.0 - wz) * wt
+        w11 = wz * wt
+        r0 = rs * (
+            w00 * tab[iz, jt, T_R0]
+            + w10 * tab[iz + 1, jt, T_R0]
+            + w01 * tab[iz, jt + 1, T_R0]
+            + w11 * tab[iz + 1, jt + 1, T_R0]
+        )
+        r1 = rs * (
+            w00 * tab[iz, jt, T_R1]
+            + w10 * tab[iz + 1, jt, T_R1]
+            + w01 * tab[iz, jt + 1, T_R1]
+            + w11 * tab[iz + 1, jt + 1, T_R1]
+        )
+        r2 = rs * (
+            w00 * tab[iz, jt, T_R2]
+            + w10 * tab[iz + 1, jt, T_R2]
+            + w01 * tab[iz, jt + 1, T_R2]
+            + w11 * tab[iz + 1, jt + 1, T_R2]
+        )
+        e1 = (
+            w00 * tab[iz, jt, T_E1]
+            + w10 * tab[iz + 1, jt, T_E1]
+            + w01 * tab[iz, jt + 1, T_E1]
+            + w11 * tab[iz + 1, jt + 1, T_E1]
+        )
+        e2 = (
+            w00 * tab[iz, jt, T_E2]
+            + w10 * tab[iz + 1, jt, T_E2]
+            + w01 * tab[iz, jt + 1, T_E2]
+            + w11 * tab[iz + 1, jt + 1, T_E2]
+        )
+        if rc < 1:
+            e1 = 1.0
+            r1 = 0.0
+        if rc < 2:
+            e2 = 1.0
+            r2 = 0.0
+        # ---- predict
+        dq = i_a * dt_s
+        if i_a < 0.0:
+            dq *= eta
+        z = z - dq / q_as
+        v1 = e1 * xs[g, E_V1] + r1 * (1.0 - e1) * i_a
+        v2 = e2 * xs[g, E_V2] + r2 * (1.0 - e2) * i_a
+        h = xs[g, E_H]
+        ah = 1.0
+        if hyst_on and i_a != 0.0:
+            target = -1.0 if i_a > 0.0 else 1.0
+            ah = math.exp(-gamma * abs(i_a) * dt_s / q_as)
+            h = target + (h - target) * ah
+        a = (1.0, e1, e2, ah)
+        b = (-dt_s / q_as, r1 * (1.0 - e1), r2 * (1.0 - e2), 0.0)
+        qd = (prm[K_QZ] * dt_s, prm[K_QV] * dt_s, prm[K_QV] * dt_s, prm[K_QH] * dt_s)
+        sig_i2 = prm[K_SIG_I2]
+        for r in range(NE):
+            for c in range(NE):
+                cov[g, r, c] = a[r] * cov[g, r, c] * a[c] + b[r] * b[c] * sig_i2
+            cov[g, r, r] += qd[r]
+        # ---- measurement model at the predicted SOC
+        fz = (z - s0) * sinv
+        iz = int(min(max(math.floor(fz), 0.0), ns - 2.0))
+        wz = fz - iz
+        wzc = min(max(wz, 0.0), 1.0)
+        lo = tab[iz, jt, T_OCV] + wt * (tab[iz, jt + 1, T_OCV] - tab[iz, jt, T_OCV])
+        hi = tab[iz + 1, jt, T_OCV] + wt * (tab[iz + 1, jt + 1, T_OCV] - tab[iz + 1, jt, T_OCV])
+        ocv = lo + wz * (hi - lo)
+        docv = (hi - lo) * sinv
+        mlo = tab[iz, jt, T_HYST] + wt * (tab[iz, jt + 1, T_HYST] - tab[iz, jt, T_HYST])
+        mhi = tab[iz + 1, jt, T_HYST] + wt * (tab[iz + 1, jt + 1, T_HYST] - tab[iz + 1, jt, T_HYST])
+        mh = mlo + wzc * (mhi - mlo)
+        dm = (mhi - mlo) * sinv if 0.0 < wz < 1.0 else 0.0
+        if not hyst_on:
+            mh = 0.0
+            dm = 0.0
+        y_pred = ocv + mh * h - v1 - v2 - r0 * i_a
+        cz = docv + dm * h
+        cvec = (cz, -1.0 if rc >= 1 else 0.0, -1.0 if rc >= 2 else 0.0, mh)
+        # ---- update (scalar measurement)
+        pc0 = 0.0
+        pc1 = 0.0
+        pc2 = 0.0
+        pc3 = 0.0
+        for c in range(NE):
+            pc0 += cov[g, 0, c] * cvec[c]
+            pc1 += cov[g, 1, c] * cvec[c]
+            pc2 += cov[g, 2, c] * cvec[c]
+            pc3 += cov[g, 3, c] * cvec[c]
+        pc = (pc0, pc1, pc2, pc3)
+        # measurement noise: the ADC, plus the model's resistance error times the current
+        ir = prm[K_RREL] * (r0 + r1 + r2) * i_a
+        s_var = cvec[0] * pc0 + cvec[1] * pc1 + cvec[2] * pc2 + cvec[3] * pc3 + prm[K_SIG_V2]
+        s_var += ir * ir
+        e = v_meas[g] - y_pred
+        innov[g] = e
+        k0 = pc0 / s_var
+        k1 = pc1 / s_var
+        k2 = pc2 / s_var
+        k3 = pc3 / s_var
+        kv = (k0, k1, k2, k3)
+        z += k0 * e
+        v1 += k1 * e
+        v2 += k2 * e
+        h += k3 * e
+        for r in range(NE):
+            for c in range(NE):
+                cov[g, r, c] -= kv[r] * pc[c]
+        # keep the covariance symmetric against rounding
+        for r in range(NE):
+            for c in range(r + 1, NE):
+                m = 0.5 * (cov[g, r, c] + cov[g, c, r])
+                cov[g, r, c] = m
+                cov[g, c, r] = m
+        xs[g, E_SOC] = min(max(z, -0.05), 1.05)
+        xs[g, E_V1] = v1
+        xs[g, E_V2] = v2
+        xs[g, E_H] = min(max(h, -1.0), 1.0)
+
+
+@kernel
+def coulomb_kernel(soc, current_a, dt_s, q_as, eta):
+    """Charge counting for every group: SOC -= eta I dt / Q (eta on charge only)."""
+    dq = current_a * dt_s
+    if current_a < 0.0:
+        dq *= eta
+    for g in range(soc.shape[0]):
+        soc[g] -= dq / q_as[g]
