@@ -91,6 +91,43 @@ def bench_closed_loop(calls: int) -> dict[str, Any]:
     }
 
 
+def bench_ekf(calls: int) -> list[dict[str, Any]]:
+    """The firmware's SOC EKF: one update of every series group (one 100 ms task's share)."""
+    from bms.config import SocConfig
+    from bms.firmware.soc import CellModel, make_estimator
+
+    out = []
+    for name, cfg in (("bus", Config()), ("container", preset("container"))):
+        pack = Pack(cfg)
+        model = CellModel(pack.chemistry, pack.n_parallel)
+        ekf = make_estimator(
+            SocConfig(),
+            model,
+            pack.sensors.temp_sensor_cells // pack.n_parallel,
+            pack.n_series,
+            name="ekf",
+        )
+        m = pack.sensors.measure()
+        ekf.initialise(m)
+        m.current_a = 120.0
+        ekf.update(m, 0.1)
+        ns = np.empty(calls)
+        for k in range(calls):
+            t0 = time.perf_counter_ns()
+            ekf.update(m, 0.1)
+            ns[k] = time.perf_counter_ns() - t0
+        med = float(np.median(ns))
+        out.append(
+            {
+                "name": name,
+                "groups": pack.n_series,
+                "update_us_median": med / 1e3,
+                "group_updates_per_s": pack.n_series / (med * 1e-9),
+            }
+        )
+    return out
+
+
 def bench_startup(repeats: int) -> dict[str, Any]:
     """Cold start (empty numba cache: compile) and warm start (load from the cache)."""
     with tempfile.TemporaryDirectory() as cache:
@@ -161,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ],
         "closed_loop": bench_closed_loop(5_000 if args.quick else 50_000),
+        "ekf": bench_ekf(500 if args.quick else 5_000),
         "startup": bench_startup(2 if args.quick else 3),
         "memory": bench_memory(),
     }
@@ -184,6 +222,12 @@ def report(r: dict[str, Any]) -> str:
         f"median {c['step_us_median']:.2f} us, p99 {c['step_us_p99']:.2f} us; "
         f"sensors.measure() median {c['measure_us_median']:.2f} us"
     )
+    for e in r["ekf"]:
+        lines.append(
+            f"firmware SOC EKF, {e['name']} ({e['groups']} groups): one update "
+            f"{e['update_us_median']:.1f} us median, {e['group_updates_per_s']:.3g} "
+            "group-updates/s"
+        )
     s = r["startup"]
     lines.append(
         f"start-up (import bms + Pack() + warm_up): cold {s['cold_total_s']:.2f} s "
