@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -360,6 +359,3 @@ def preset(name: str) -> Config:
     raw = resources.files("bms").joinpath("presets", name + ".toml").read_bytes()
     return _from_toml_bytes(raw, f"bms/presets/{name}.toml")
 
-
-# keep ``types`` imported for runtime evaluation of PEP 604 unions in get_type_hints
-_ = types
