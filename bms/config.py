@@ -358,4 +358,3 @@ def preset(name: str) -> Config:
         raise ConfigError(f"unknown preset {name!r}; built-in: {', '.join(names)}", field="preset")
     raw = resources.files("bms").joinpath("presets", name + ".toml").read_bytes()
     return _from_toml_bytes(raw, f"bms/presets/{name}.toml")
-
