@@ -154,10 +154,13 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
     Writes the new state into ``x``, the group voltages into ``g`` and the pack
     figures into ``out`` (O_* slots); returns the pack terminal voltage, V.
 
-    Per series group, a first pass reads every cell's parameters at the start of the
-    step (scratch rows S_*), the group voltage follows in closed form, and a second
-    pass moves every cell on. The per-cell code indexes the arrays here, in this one
-    function: handing an array to a helper costs a reference-count call per cell.
+    Four loops, each over every cell or group: pass 1 reads every cell's parameters
+    at the start of the step into the scratch rows (S_*); the group loop solves each
+    group's terminal voltage in closed form and the cell currents (X_I); pass 2 moves
+    every cell on (no calls, so the compiler vectorizes it); then the hysteresis (its
+    exp kept apart) and the flags and pack figures. The per-cell code indexes the
+    arrays here, in this one function: handing an array to a helper costs a
+    reference-count call per cell.
 
     Lookups: bilinear between the four nearest nodes of the uniform grid. Temperature
     is clamped to the tables; SOC is clamped for every parameter but the OCV, which
@@ -190,169 +193,185 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
     soc_min = math.inf
     soc_max = -math.inf
     tmax = -math.inf
-    for s in range(n_series):
-        base = s * n_par
-        sum_ab = 0.0
-        sum_inv_b = 0.0
-        sum_gl = 0.0
-        # ---- pass 1: parameters at the start of the step
-        for c in range(base, base + n_par):
-            i, ws = grid_cell(x[X_SOC, c], s0, sinv, ns)
-            j, wt = grid_cell(x[X_TEMP, c], t0, tinv, nt)
-            i1 = i + U1
-            j1 = j + U1
-            wc = clamp(ws, 0.0, 1.0)
-            wt = clamp(wt, 0.0, 1.0)
-            w00 = (1.0 - wc) * (1.0 - wt)
-            w10 = wc * (1.0 - wt)
-            w01 = (1.0 - wc) * wt
-            w11 = wc * wt
-            o0 = tab[i, j, T_OCV] + ws * (tab[i1, j, T_OCV] - tab[i, j, T_OCV])
-            o1 = tab[i, j1, T_OCV] + ws * (tab[i1, j1, T_OCV] - tab[i, j1, T_OCV])
-            a = o0 + wt * (o1 - o0)  # OCV, SOC extrapolated
-            if hyst_on:
-                a += x[X_H, c] * bilinear(
-                    w00,
-                    w10,
-                    w01,
-                    w11,
-                    tab[i, j, T_HYST],
-                    tab[i1, j, T_HYST],
-                    tab[i, j1, T_HYST],
-                    tab[i1, j1, T_HYST],
-                )
-            if a < 0.0:  # a dead cell's open-circuit voltage stops at 0 V
-                a = 0.0
-            rs = p[P_RSCALE, c]
-            b = rs * bilinear(
+    # ---- pass 1: parameters at the start of the step
+    for c in range(n_cells):
+        i, ws = grid_cell(x[X_SOC, c], s0, sinv, ns)
+        j, wt = grid_cell(x[X_TEMP, c], t0, tinv, nt)
+        i1 = i + U1
+        j1 = j + U1
+        wc = clamp(ws, 0.0, 1.0)
+        wt = clamp(wt, 0.0, 1.0)
+        w00 = (1.0 - wc) * (1.0 - wt)
+        w10 = wc * (1.0 - wt)
+        w01 = (1.0 - wc) * wt
+        w11 = wc * wt
+        o0 = tab[i, j, T_OCV] + ws * (tab[i1, j, T_OCV] - tab[i, j, T_OCV])
+        o1 = tab[i, j1, T_OCV] + ws * (tab[i1, j1, T_OCV] - tab[i, j1, T_OCV])
+        a = o0 + wt * (o1 - o0)  # OCV, SOC extrapolated
+        if hyst_on:
+            a += x[X_H, c] * bilinear(
                 w00,
                 w10,
                 w01,
                 w11,
-                tab[i, j, T_R0],
-                tab[i1, j, T_R0],
-                tab[i, j1, T_R0],
-                tab[i1, j1, T_R0],
+                tab[i, j, T_HYST],
+                tab[i1, j, T_HYST],
+                tab[i, j1, T_HYST],
+                tab[i1, j1, T_HYST],
             )
-            x[S_R0, c] = b
-            if rc >= 1:
-                e1 = bilinear(
-                    w00,
-                    w10,
-                    w01,
-                    w11,
-                    tab[i, j, T_E1],
-                    tab[i1, j, T_E1],
-                    tab[i, j1, T_E1],
-                    tab[i1, j1, T_E1],
-                )
-                r1 = rs * bilinear(
-                    w00,
-                    w10,
-                    w01,
-                    w11,
-                    tab[i, j, T_R1],
-                    tab[i1, j, T_R1],
-                    tab[i, j1, T_R1],
-                    tab[i1, j1, T_R1],
-                )
-                a -= x[X_V1, c] * e1
-                b += r1 * (1.0 - e1)
-                x[S_E1, c] = e1
-                x[S_R1, c] = r1
-            if rc >= 2:
-                e2 = bilinear(
-                    w00,
-                    w10,
-                    w01,
-                    w11,
-                    tab[i, j, T_E2],
-                    tab[i1, j, T_E2],
-                    tab[i, j1, T_E2],
-                    tab[i1, j1, T_E2],
-                )
-                r2 = rs * bilinear(
-                    w00,
-                    w10,
-                    w01,
-                    w11,
-                    tab[i, j, T_R2],
-                    tab[i1, j, T_R2],
-                    tab[i, j1, T_R2],
-                    tab[i1, j1, T_R2],
-                )
-                a -= x[X_V2, c] * e2
-                b += r2 * (1.0 - e2)
-                x[S_E2, c] = e2
-                x[S_R2, c] = r2
-            # temperature-only columns: the same along soc, so one row is enough
-            capf = tab[i, j, T_CAP] + wt * (tab[i, j1, T_CAP] - tab[i, j, T_CAP])
-            x[S_QEFF, c] = p[P_Q_AS, c] * capf
-            if selfdis_on:
-                x[S_SDF, c] = tab[i, j, T_SD] + wt * (tab[i, j1, T_SD] - tab[i, j, T_SD])
-            x[S_A, c] = a
-            x[S_B, c] = b
-            inv_b = 1.0 / b
-            sum_ab += a * inv_b
-            sum_inv_b += inv_b
-            sum_gl += p[P_GLEAK, c]
-        # ---- the group: one terminal voltage, currents adding up to the pack current
+        if a < 0.0:  # a dead cell's open-circuit voltage stops at 0 V
+            a = 0.0
+        rs = p[P_RSCALE, c]
+        b = rs * bilinear(
+            w00,
+            w10,
+            w01,
+            w11,
+            tab[i, j, T_R0],
+            tab[i1, j, T_R0],
+            tab[i, j1, T_R0],
+            tab[i1, j1, T_R0],
+        )
+        x[S_R0, c] = b
+        if rc >= 1:
+            e1 = bilinear(
+                w00,
+                w10,
+                w01,
+                w11,
+                tab[i, j, T_E1],
+                tab[i1, j, T_E1],
+                tab[i, j1, T_E1],
+                tab[i1, j1, T_E1],
+            )
+            r1 = rs * bilinear(
+                w00,
+                w10,
+                w01,
+                w11,
+                tab[i, j, T_R1],
+                tab[i1, j, T_R1],
+                tab[i, j1, T_R1],
+                tab[i1, j1, T_R1],
+            )
+            a -= x[X_V1, c] * e1
+            b += r1 * (1.0 - e1)
+            x[S_E1, c] = e1
+            x[S_R1, c] = r1
+        if rc >= 2:
+            e2 = bilinear(
+                w00,
+                w10,
+                w01,
+                w11,
+                tab[i, j, T_E2],
+                tab[i1, j, T_E2],
+                tab[i, j1, T_E2],
+                tab[i1, j1, T_E2],
+            )
+            r2 = rs * bilinear(
+                w00,
+                w10,
+                w01,
+                w11,
+                tab[i, j, T_R2],
+                tab[i1, j, T_R2],
+                tab[i, j1, T_R2],
+                tab[i1, j1, T_R2],
+            )
+            a -= x[X_V2, c] * e2
+            b += r2 * (1.0 - e2)
+            x[S_E2, c] = e2
+            x[S_R2, c] = r2
+        # temperature-only columns: the same along soc, so one row is enough
+        capf = tab[i, j, T_CAP] + wt * (tab[i, j1, T_CAP] - tab[i, j, T_CAP])
+        x[S_QEFF, c] = p[P_Q_AS, c] * capf
+        if selfdis_on:
+            x[S_SDF, c] = tab[i, j, T_SD] + wt * (tab[i, j1, T_SD] - tab[i, j, T_SD])
+        x[S_A, c] = a
+        x[S_B, c] = b
+    # ---- every group: one terminal voltage, currents adding up to the pack current
+    for s in range(n_series):
+        base = s * n_par
         gb = g[G_BLEED_G, s]
-        v = (sum_ab - current_a) / (sum_inv_b + sum_gl + gb)
+        if n_par == 1 and gb == 0.0 and p[P_GLEAK, base] == 0.0:
+            v = x[S_A, base] - x[S_B, base] * current_a  # a series string: no rounding
+            x[X_I, base] = current_a
+            x[S_A, base] = v
+        else:
+            sum_ab = 0.0
+            sum_inv_b = 0.0
+            sum_gl = 0.0
+            for c in range(base, base + n_par):
+                inv_b = 1.0 / x[S_B, c]
+                sum_ab += x[S_A, c] * inv_b
+                sum_inv_b += inv_b
+                sum_gl += p[P_GLEAK, c]
+            v = (sum_ab - current_a) / (sum_inv_b + sum_gl + gb)
+            for c in range(base, base + n_par):
+                x[X_I, c] = (x[S_A, c] - v) / x[S_B, c]
+                x[S_A, c] = v  # from here on S_A holds the group voltage
         g[G_V, s] = v
         g[G_IBLEED, s] = v * gb
         v_pack += v
         vmin = v if v < vmin else vmin
         vmax = v if v > vmax else vmax
-        # ---- pass 2: every cell over the step at its own current
-        for c in range(base, base + n_par):
-            if n_par == 1 and sum_gl == 0.0 and gb == 0.0:
-                i_c = current_a  # a series string: exact, no rounding
-            else:
-                i_c = (x[S_A, c] - v) / x[S_B, c]
-            heat = i_c * i_c * x[S_R0, c]
-            if rc >= 1:
-                e1 = x[S_E1, c]
-                r1 = x[S_R1, c]
-                v1 = x[X_V1, c] * e1 + r1 * (1.0 - e1) * i_c
-                if abs(v1) < TINY_V:  # relaxed: flush before it decays into slow subnormals
-                    v1 = 0.0
-                x[X_V1, c] = v1
-                heat += v1 * v1 / r1
-            if rc >= 2:
-                e2 = x[S_E2, c]
-                r2 = x[S_R2, c]
-                v2 = x[X_V2, c] * e2 + r2 * (1.0 - e2) * i_c
-                if abs(v2) < TINY_V:
-                    v2 = 0.0
-                x[X_V2, c] = v2
-                heat += v2 * v2 / r2
-            gl = p[P_GLEAK, c]
-            if gl > 0.0:
-                heat += v * v * gl
-            inv_q = 1.0 / x[S_QEFF, c]
-            dq = i_c * dt_s
-            if i_c < 0.0:
-                dq *= eta
-            soc = x[X_SOC, c] - dq * inv_q
-            if selfdis_on:
-                soc -= p[P_SD, c] * x[S_SDF, c] * dt_s
-            if hyst_on and i_c != 0.0:
+    # ---- pass 2: every cell over the step at its own current
+    for c in range(n_cells):
+        i_c = x[X_I, c]
+        v = x[S_A, c]
+        heat = i_c * i_c * x[S_R0, c]
+        if rc >= 1:
+            e1 = x[S_E1, c]
+            r1 = x[S_R1, c]
+            v1 = x[X_V1, c] * e1 + r1 * (1.0 - e1) * i_c
+            if abs(v1) < TINY_V:  # relaxed: flush before it decays into slow subnormals
+                v1 = 0.0
+            x[X_V1, c] = v1
+            heat += v1 * v1 / r1
+        if rc >= 2:
+            e2 = x[S_E2, c]
+            r2 = x[S_R2, c]
+            v2 = x[X_V2, c] * e2 + r2 * (1.0 - e2) * i_c
+            if abs(v2) < TINY_V:
+                v2 = 0.0
+            x[X_V2, c] = v2
+            heat += v2 * v2 / r2
+        gl = p[P_GLEAK, c]
+        if gl > 0.0:
+            heat += v * v * gl
+        inv_q = 1.0 / x[S_QEFF, c]
+        dq = i_c * dt_s
+        if i_c < 0.0:
+            dq *= eta
+        soc = x[X_SOC, c] - dq * inv_q
+        if selfdis_on:
+            soc -= p[P_SD, c] * x[S_SDF, c] * dt_s
+        temp = x[X_TEMP, c]
+        if thermal_on:
+            t_inf = amb + heat * p[P_RTH, c]
+            temp = t_inf + (temp - t_inf) * p[P_THDECAY, c]
+            x[X_TEMP, c] = temp
+        x[X_SOC, c] = soc
+        x[X_HEAT, c] = heat
+    # ---- hysteresis (its exp keeps it out of the loop above)
+    if hyst_on:
+        for c in range(n_cells):
+            i_c = x[X_I, c]
+            if i_c != 0.0:
                 target = -1.0 if i_c > 0.0 else 1.0
-                x[X_H, c] = target + (x[X_H, c] - target) * exp_neg(gamma * abs(i_c) * dt_s * inv_q)
-            temp = x[X_TEMP, c]
-            if thermal_on:
-                t_inf = amb + heat * p[P_RTH, c]
-                temp = t_inf + (temp - t_inf) * p[P_THDECAY, c]
-                x[X_TEMP, c] = temp
-            x[X_SOC, c] = soc
-            x[X_I, c] = i_c
-            x[X_HEAT, c] = heat
-            x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
-            soc_sum += soc
-            soc_min = soc if soc < soc_min else soc_min
-            soc_max = soc if soc > soc_max else soc_max
-            tmax = temp if temp > tmax else tmax
+                x[X_H, c] = target + (x[X_H, c] - target) * exp_neg(
+                    gamma * abs(i_c) * dt_s / x[S_QEFF, c]
+                )
+    # ---- flags and pack figures
+    for c in range(n_cells):
+        soc = x[X_SOC, c]
+        temp = x[X_TEMP, c]
+        x[X_FLAG, c] = FLAG_EMPTY if soc < 0.0 else (FLAG_FULL if soc > 1.0 else 0.0)
+        soc_sum += soc
+        soc_min = soc if soc < soc_min else soc_min
+        soc_max = soc if soc > soc_max else soc_max
+        tmax = temp if temp > tmax else tmax
     out[O_VPACK] = v_pack
     out[O_VMIN] = vmin
     out[O_VMAX] = vmax
