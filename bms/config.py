@@ -24,6 +24,7 @@ from bms.errors import ConfigError
 
 __all__ = [
     "BalancingConfig",
+    "BalancingStrategyConfig",
     "Config",
     "ContactorConfig",
     "CurrentSensorConfig",
@@ -235,6 +236,32 @@ class SocConfig(_Section):
             )
 
 
+BALANCING_STRATEGY_NAMES = ("off", "voltage", "soc")
+
+
+@dataclass(frozen=True)
+class BalancingStrategyConfig(_Section):
+    """Passive balancing of the emulated BMS: which groups bleed, and when."""
+
+    _section = "firmware.balancing"
+    strategy: str = "soc"  # off | voltage | soc
+    voltage_threshold_v: float = _num(0.010, 0.0)  # voltage: bleed above min + this
+    voltage_hysteresis_v: float = _num(0.005, 0.0)  # ... until below min + threshold - this
+    soc_threshold: float = _num(0.005, 0.0, 1.0)  # soc: start when the excess exceeds this
+    min_cell_voltage_v: float = _num(3.0, 0.0)  # no balancing below this cell voltage
+    max_temp_c: float = _num(50.0, -60.0, 120.0)  # no balancing above this temperature
+    module_groups: int = _num(12, 1)  # series groups per cell-monitoring module
+    max_bleeders_per_module: int = _num(6, 1)  # simultaneous bleed switches per module
+    measure_pause_fraction: float = _num(0.1, 0.0, 0.9)  # switches open while measuring
+
+    def check(self) -> None:
+        if self.strategy not in BALANCING_STRATEGY_NAMES:
+            raise ConfigError(
+                f"unknown strategy {self.strategy!r}; valid: {', '.join(BALANCING_STRATEGY_NAMES)}",
+                field=f"[{self._section}] strategy",
+            )
+
+
 @dataclass(frozen=True)
 class FirmwareConfig(_Section):
     """The emulated BMS: task periods and algorithms."""
@@ -243,6 +270,7 @@ class FirmwareConfig(_Section):
     measure_period_s: float = _num(0.01, 0.0, 10.0, lo_open=True)  # measurement, protection
     estimate_period_s: float = _num(0.1, 0.0, 60.0, lo_open=True)  # SOC, balancing, limits
     soc: SocConfig = field(default_factory=SocConfig)
+    balancing: BalancingStrategyConfig = field(default_factory=BalancingStrategyConfig)
 
 
 @dataclass(frozen=True)

@@ -204,3 +204,25 @@ def coulomb_kernel(soc, current_a, dt_s, q_as, eta):
         dq *= eta
     for g in range(soc.shape[0]):
         soc[g] -= dq / q_as[g]
+
+
+@kernel
+def select_bleeders(demand, priority, module_groups, max_per_module, mask):
+    """Bleed switches to close: in each module of ``module_groups`` series groups, the
+    groups that ask (``demand``) with the highest ``priority``, at most
+    ``max_per_module`` of them (the module's heat and its balancing driver limit)."""
+    n = demand.shape[0]
+    for g in range(n):
+        mask[g] = False
+    for start in range(0, n, module_groups):
+        stop = min(start + module_groups, n)
+        for _ in range(max_per_module):
+            best = -1
+            best_p = -math.inf
+            for g in range(start, stop):
+                if demand[g] and not mask[g] and priority[g] > best_p:
+                    best = g
+                    best_p = priority[g]
+            if best < 0:
+                break
+            mask[best] = True

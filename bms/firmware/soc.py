@@ -152,6 +152,11 @@ class SocEstimator:
     def update(self, m: Measurement, dt_s: float) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def account_bleed(self, bled_as: np.ndarray) -> None:
+        """Take the charge the balancing resistors drew (A*s per group) off the estimate:
+        the pack current sensor does not see it."""
+        self.soc -= bled_as / self.model.capacity_as
+
     def pack(self) -> PackSoc:
         return PackSoc.of(self.soc, self.model)
 
@@ -249,6 +254,10 @@ class ExtendedKalmanFilter(SocEstimator):
             self.innovation_v,
         )
         self.soc[:] = self.xs[:, K.E_SOC]
+
+    def account_bleed(self, bled_as: np.ndarray) -> None:
+        super().account_bleed(bled_as)
+        self.xs[:, K.E_SOC] = self.soc
 
 
 SOC_ESTIMATORS: dict[str, type[SocEstimator]] = {

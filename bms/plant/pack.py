@@ -129,9 +129,23 @@ class Pack:
         self.sensors = Sensors(cfg, self)
         self._out = np.zeros(L.NO)
         self._max_sub_s = cfg.model.max_parallel_step_s if self.n_parallel > 1 else math.inf
-        # settle the group voltages at zero current so the first readings make sense
+        self._settle()
+
+    def _settle(self) -> None:
+        """Bring the terminal voltages up to date with the state (a 1 ns step at 0 A), so
+        the sensors read the pack as it now is after a set-up change."""
         self.voltage_v = float(
-            step_kernel(x, p, g, self._tab(1e-9), m, 0.0, 1e-9, self.n_parallel, self._out)
+            step_kernel(
+                self._x,
+                self._p,
+                self._g,
+                self._tab(1e-9),
+                self._m,
+                0.0,
+                1e-9,
+                self.n_parallel,
+                self._out,
+            )
         )
 
     def _tab(self, dt_s: float) -> np.ndarray:
@@ -395,12 +409,14 @@ class Pack:
             raise InputError("soc: every value must be within [0, 1]")
         self._x[L.X_SOC] = arr
         self._x[L.X_FLAG] = 0.0
+        self._settle()
 
     def set_temp_c(self, temp_c: float | np.ndarray) -> None:
         arr = np.broadcast_to(np.asarray(temp_c, dtype=np.float64), (self.n_cells,))
         if not np.all(np.isfinite(arr)) or np.any(arr < -60) or np.any(arr > 120):
             raise InputError("temp_c: every value must be within [-60, 120] degC")
         self._x[L.X_TEMP] = arr
+        self._settle()
 
     def cell_index(self, series: int, parallel: int = 0) -> int:
         if not (0 <= series < self.n_series and 0 <= parallel < self.n_parallel):
