@@ -29,8 +29,10 @@ __all__ = [
     "ContactorConfig",
     "CurrentSensorConfig",
     "FirmwareConfig",
+    "LimitConfig",
     "ModelConfig",
     "PackConfig",
+    "ProtectionConfig",
     "SensorConfig",
     "SocConfig",
     "SpreadConfig",
@@ -263,6 +265,69 @@ class BalancingStrategyConfig(_Section):
 
 
 @dataclass(frozen=True)
+class LimitConfig(_Section):
+    """One protection: three levels (warning, alarm, fault), each with its debounce
+    time, and how long the condition must stay clear before a level drops."""
+
+    _section = "firmware.protection.<limit>"
+    warning: float = 0.0
+    alarm: float = 0.0
+    fault: float = 0.0
+    above: bool = True  # True: trips above the limits; False: below
+    warning_s: float = _num(2.0, 0.0, 3600.0)
+    alarm_s: float = _num(1.0, 0.0, 3600.0)
+    fault_s: float = _num(0.5, 0.0, 3600.0)
+    clear_s: float = _num(2.0, 0.0, 3600.0)
+
+    def check(self) -> None:
+        w, a, f = self.warning, self.alarm, self.fault
+        ordered = (w <= a <= f) if self.above else (w >= a >= f)
+        if not all(math.isfinite(v) for v in (w, a, f)) or not ordered:
+            rel = "<=" if self.above else ">="
+            raise ConfigError(
+                f"needs warning {rel} alarm {rel} fault, got {w:g}, {a:g}, {f:g}",
+                field=f"[{self._section}]",
+            )
+
+
+def _limit(w: float, a: float, f: float, above: bool = True, **kw: float) -> Any:
+    return field(default_factory=lambda: LimitConfig(w, a, f, above, **kw))
+
+
+@dataclass(frozen=True)
+class ProtectionConfig(_Section):
+    """Protections of the emulated BMS (defaults for the LFP bus pack, 280 Ah cells).
+
+    Warnings and alarms clear by themselves; faults latch until a reset request
+    with the condition gone. Temperatures in degC, currents in A, voltages in V.
+    """
+
+    _section = "firmware.protection"
+    cell_overvoltage: LimitConfig = _limit(3.60, 3.65, 3.70)
+    cell_undervoltage: LimitConfig = _limit(2.80, 2.60, 2.50, above=False)
+    charge_overtemp: LimitConfig = _limit(45.0, 50.0, 55.0, warning_s=5, alarm_s=5, fault_s=2)
+    discharge_overtemp: LimitConfig = _limit(55.0, 60.0, 65.0, warning_s=5, alarm_s=5, fault_s=2)
+    charge_undertemp: LimitConfig = _limit(
+        5.0, 0.0, -5.0, above=False, warning_s=5, alarm_s=5, fault_s=2
+    )
+    discharge_undertemp: LimitConfig = _limit(
+        -10.0, -20.0, -30.0, above=False, warning_s=5, alarm_s=5, fault_s=2
+    )
+    charge_overcurrent: LimitConfig = _limit(150.0, 280.0, 400.0, warning_s=5, alarm_s=2, fault_s=1)
+    discharge_overcurrent: LimitConfig = _limit(
+        400.0, 560.0, 700.0, warning_s=5, alarm_s=2, fault_s=0.5
+    )
+    cell_spread: LimitConfig = _limit(0.05, 0.10, 0.20, warning_s=10, alarm_s=10, fault_s=10)
+    command_timeout: LimitConfig = _limit(0.3, 0.5, 1.0, warning_s=0, alarm_s=0, fault_s=0)
+    cell_voltage_plausible_v: tuple[float, float] = (0.5, 4.8)  # outside: sensing fault
+    temp_plausible_c: tuple[float, float] = (-39.0, 125.0)  # outside: sensor open/short
+    temp_stuck_s: float = _num(60.0, 0.0, lo_open=True)  # reading frozen this long
+    current_offset_limit_a: float = _num(2.0, 0.0)  # |I| with the mains open
+    plausibility_s: float = _num(0.5, 0.0)  # debounce of every plausibility check
+    charge_current_a: float = _num(1.0, 0.0)  # below -this the pack is charging
+
+
+@dataclass(frozen=True)
 class FirmwareConfig(_Section):
     """The emulated BMS: task periods and algorithms."""
 
@@ -271,6 +336,7 @@ class FirmwareConfig(_Section):
     estimate_period_s: float = _num(0.1, 0.0, 60.0, lo_open=True)  # SOC, balancing, limits
     soc: SocConfig = field(default_factory=SocConfig)
     balancing: BalancingStrategyConfig = field(default_factory=BalancingStrategyConfig)
+    protection: ProtectionConfig = field(default_factory=ProtectionConfig)
 
 
 @dataclass(frozen=True)
@@ -317,6 +383,19 @@ def _build(cls: type, data: Any, section: str) -> Any:
         sub = f"{section}.{name}" if section else name
         fld = f"[{section}] {name}" if section else name
         if dataclasses.is_dataclass(typ):
+            if isinstance(val, typ):  # type: ignore[arg-type]  # a default from the parent
+                kwargs[name] = val
+                continue
+            if isinstance(val, dict):
+                # fields the file leaves out keep the defaults of *this* field
+                f = fields[name]
+                if f.default_factory is not dataclasses.MISSING:
+                    base = f.default_factory()
+                    val = {
+                        k.name: _as_toml(getattr(base, k.name))
+                        for k in dataclasses.fields(base)
+                        if k.init
+                    } | val
             kwargs[name] = _build(typ, val, sub)  # type: ignore[arg-type]
         elif typ is bool:
             if not isinstance(val, bool):
@@ -334,6 +413,15 @@ def _build(cls: type, data: Any, section: str) -> Any:
             if not isinstance(val, str):
                 raise ConfigError(f"must be a string, got {val!r}", field=fld)
             kwargs[name] = val
+        elif typing.get_origin(typ) is tuple and typing.get_args(typ)[0] is float:
+            n_want = len(typing.get_args(typ))
+            if (
+                not isinstance(val, list)
+                or len(val) != n_want
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in val)
+            ):
+                raise ConfigError(f"must be a list of {n_want} numbers", field=fld)
+            kwargs[name] = tuple(float(v) for v in val)
         elif typing.get_origin(typ) is tuple:
             if not isinstance(val, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in val
@@ -342,7 +430,19 @@ def _build(cls: type, data: Any, section: str) -> Any:
             kwargs[name] = tuple(val)
         else:  # pragma: no cover - a field type this loader does not know is a bug
             raise TypeError(f"unsupported config field type {typ} for {fld}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # name the section as the file spells it
+        own = f"[{getattr(cls, '_section', '')}]"
+        msg = str(exc)
+        if section and own != f"[{section}]" and own in msg:
+            raise ConfigError(msg.replace(own, f"[{section}]", 1)) from None
+        raise
+
+
+def _as_toml(value: Any) -> Any:
+    """A default value in the form the TOML parser would give it (lists, not tuples)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _from_toml_bytes(raw: bytes, source: str) -> Config:

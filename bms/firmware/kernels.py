@@ -226,3 +226,33 @@ def select_bleeders(demand, priority, module_groups, max_per_module, mask):
             if best < 0:
                 break
             mask[best] = True
+
+
+@kernel
+def debounce_kernel(values, limits, above, debounce_s, clear_s, timers, levels, dt_s):
+    """Per-group three-level limit check with debounce, for every series group.
+
+    ``limits`` and ``debounce_s`` hold (warning, alarm, fault); ``above`` says whether
+    the limit is an upper one. ``timers`` (n, 3) accumulate how long each level's
+    condition has held (positive) or has been clear (negative); ``levels`` (n,)
+    receives the highest level whose condition has held for its debounce time (0
+    none, 1 warning, 2 alarm, 3 fault). A level drops once its condition has been
+    clear for ``clear_s``; latching of faults is the caller's rule.
+    """
+    n = values.shape[0]
+    for g in range(n):
+        v = values[g]
+        lvl = 0
+        for k in range(3):
+            hit = v > limits[k] if above else v < limits[k]
+            t = timers[g, k]
+            if hit:
+                t = t + dt_s if t >= 0.0 else dt_s
+            else:
+                t = t - dt_s if t <= 0.0 else -dt_s
+            timers[g, k] = t
+            if t >= debounce_s[k] - 1e-9:
+                lvl = k + 1
+            elif t < 0.0 and -t < clear_s and levels[g] >= k + 1:
+                lvl = k + 1  # held until clear for clear_s
+        levels[g] = lvl
