@@ -12,6 +12,7 @@ Sign convention, everywhere in the package: positive current = discharge.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import tomllib
 import typing
@@ -27,6 +28,7 @@ __all__ = [
     "BalancingStrategyConfig",
     "Config",
     "ContactorConfig",
+    "CurrentLimitConfig",
     "CurrentSensorConfig",
     "FirmwareConfig",
     "LimitConfig",
@@ -328,6 +330,49 @@ class ProtectionConfig(_Section):
 
 
 @dataclass(frozen=True)
+class CurrentLimitConfig(_Section):
+    """Charge and discharge current limits: derating over temperature and SOC, tapered
+    near the cell voltage limits. Tables are (breakpoints, current per cell in A; the pack
+    limit is P times that); defaults for the 280 Ah LFP cell (1C = 280 A), after
+    typical LFP datasheet charge windows (no charge below 0 degC or above 55 degC)."""
+
+    _section = "firmware.limits"
+    charge_temp_c: tuple[float, ...] = (-10.0, 0.0, 10.0, 25.0, 45.0, 55.0)
+    charge_vs_temp_a: tuple[float, ...] = (0.0, 28.0, 140.0, 280.0, 280.0, 0.0)
+    discharge_temp_c: tuple[float, ...] = (-30.0, -20.0, 0.0, 25.0, 55.0, 65.0)
+    discharge_vs_temp_a: tuple[float, ...] = (0.0, 140.0, 420.0, 560.0, 560.0, 0.0)
+    charge_soc: tuple[float, ...] = (0.0, 0.8, 0.95, 1.0)
+    charge_vs_soc_a: tuple[float, ...] = (280.0, 280.0, 140.0, 28.0)
+    discharge_soc: tuple[float, ...] = (0.0, 0.05, 0.2, 1.0)
+    discharge_vs_soc_a: tuple[float, ...] = (0.0, 140.0, 560.0, 560.0)
+    charge_taper_v: tuple[float, float] = (3.55, 3.65)  # from full limit to zero
+    discharge_taper_v: tuple[float, float] = (2.90, 2.50)  # from full limit to zero
+
+    def check(self) -> None:
+        for x, y in (
+            ("charge_temp_c", "charge_vs_temp_a"),
+            ("discharge_temp_c", "discharge_vs_temp_a"),
+            ("charge_soc", "charge_vs_soc_a"),
+            ("discharge_soc", "discharge_vs_soc_a"),
+        ):
+            xs, ys = getattr(self, x), getattr(self, y)
+            if len(xs) < 2 or len(xs) != len(ys):
+                raise ConfigError(
+                    f"needs as many values as {x} (at least 2)", field=f"[{self._section}] {y}"
+                )
+            if any(b <= a for a, b in itertools.pairwise(xs)):
+                raise ConfigError("must be strictly ascending", field=f"[{self._section}] {x}")
+            if any(not math.isfinite(v) or v < 0 for v in ys):
+                raise ConfigError(
+                    "currents must be finite and >= 0", field=f"[{self._section}] {y}"
+                )
+        if self.charge_taper_v[0] >= self.charge_taper_v[1]:
+            raise ConfigError("needs start < end", field=f"[{self._section}] charge_taper_v")
+        if self.discharge_taper_v[0] <= self.discharge_taper_v[1]:
+            raise ConfigError("needs start > end", field=f"[{self._section}] discharge_taper_v")
+
+
+@dataclass(frozen=True)
 class FirmwareConfig(_Section):
     """The emulated BMS: task periods and algorithms."""
 
@@ -337,6 +382,7 @@ class FirmwareConfig(_Section):
     soc: SocConfig = field(default_factory=SocConfig)
     balancing: BalancingStrategyConfig = field(default_factory=BalancingStrategyConfig)
     protection: ProtectionConfig = field(default_factory=ProtectionConfig)
+    limits: CurrentLimitConfig = field(default_factory=CurrentLimitConfig)
 
 
 @dataclass(frozen=True)
@@ -414,13 +460,15 @@ def _build(cls: type, data: Any, section: str) -> Any:
                 raise ConfigError(f"must be a string, got {val!r}", field=fld)
             kwargs[name] = val
         elif typing.get_origin(typ) is tuple and typing.get_args(typ)[0] is float:
-            n_want = len(typing.get_args(typ))
+            args = typing.get_args(typ)
+            n_want = None if args[-1] is Ellipsis else len(args)
             if (
                 not isinstance(val, list)
-                or len(val) != n_want
+                or (n_want is not None and len(val) != n_want)
                 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in val)
             ):
-                raise ConfigError(f"must be a list of {n_want} numbers", field=fld)
+                what = f"{n_want} numbers" if n_want else "numbers"
+                raise ConfigError(f"must be a list of {what}", field=fld)
             kwargs[name] = tuple(float(v) for v in val)
         elif typing.get_origin(typ) is tuple:
             if not isinstance(val, list) or not all(
