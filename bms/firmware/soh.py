@@ -1,0 +1,109 @@
+"""State of health as the emulated BMS estimates it: capacity and resistance per group.
+
+- Resistance: at a current step (|dI| >= ``step_a`` between two 10 ms samples)
+  each group's voltage change gives R = -dV / dI, nearly the ohmic R0 over
+  10 ms; divided by the cell model's R0 at the group's SOC and temperature it
+  is a resistance factor (1.0 = as new), averaged over steps (EMA).
+- Capacity: between two rest-OCV points of a group (rest of ``rest_time_s``,
+  where its OCV is steep enough to read the SOC), the charge counted in
+  between over the SOC difference, when that difference is at least
+  ``min_dsoc``. A rest on the flat part leaves the older point in place.
+
+Both are reported per series group and can be stored in persistent memory.
+Sign convention: positive current = discharge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bms.config import SocConfig
+from bms.firmware.soc import CellModel
+from bms.plant import layout as L
+from bms.plant.sensors import Measurement
+
+__all__ = ["SohEstimator"]
+
+
+class SohEstimator:
+    """Capacity (Ah) and resistance factor per group, from measurements only."""
+
+    def __init__(
+        self,
+        model: CellModel,
+        n_groups: int,
+        soc_cfg: SocConfig,
+        step_a: float = 50.0,
+        min_dsoc: float = 0.5,
+        smoothing: float = 0.2,
+    ):
+        self.model = model
+        self.soc_cfg = soc_cfg
+        self.step_a = step_a
+        self.min_dsoc = min_dsoc
+        self.smoothing = smoothing
+        self.capacity_ah = np.full(n_groups, model.capacity_as / 3600.0)
+        self.resistance_factor = np.ones(n_groups)
+        self.resistance_samples = 0
+        self._samples = np.zeros(n_groups, dtype=np.int64)
+        self._prev: tuple[float, np.ndarray] | None = None
+        self._throughput_as = np.zeros(n_groups)
+        self._rest_s = 0.0
+        self._anchor = np.full(n_groups, np.nan)  # SOC at each group's last rest point
+        self._anchored = False
+        self._last_dir = 0.0
+
+    def update(self, m: Measurement, dt_s: float, soc: np.ndarray, group_temps: np.ndarray) -> None:
+        i = m.current_a
+        v = m.cell_voltage_v
+        if self._prev is not None:
+            i0, v0 = self._prev
+            di = i - i0
+            if abs(di) >= self.step_a:
+                r = -(v - v0) / di
+                r_model = self._r0(soc, group_temps)
+                factor = r / r_model
+                a = self.smoothing if self.resistance_samples else 1.0
+                self.resistance_factor += a * (factor - self.resistance_factor)
+                self.resistance_samples += 1
+        self._prev = (i, v.copy())
+        self._throughput_as += i * dt_s
+        if abs(i) >= self.soc_cfg.rest_current_a:
+            self._rest_s = 0.0
+            self._anchored = False
+            self._last_dir = -1.0 if i > 0 else 1.0
+            return
+        self._rest_s += dt_s
+        if self._anchored or self._rest_s < self.soc_cfg.rest_time_s:
+            return
+        self._anchored = True
+        for g in range(v.size):
+            z, slope = self.model.soc_from_ocv(float(v[g]), float(group_temps[g]), self._last_dir)
+            if slope < self.soc_cfg.min_ocv_slope_v:
+                continue  # flat OCV: keep the older point and go on counting
+            dz = self._anchor[g] - z
+            if np.isfinite(dz) and abs(dz) >= self.min_dsoc:
+                q = self._throughput_as[g] / dz / 3600.0
+                n = self._samples[g]
+                a = self.smoothing if n else 1.0
+                self.capacity_ah[g] += a * (q - self.capacity_ah[g])
+                self._samples[g] = n + 1
+            self._anchor[g] = z
+            self._throughput_as[g] = 0.0
+
+    @property
+    def capacity_samples(self) -> int:
+        """Capacity estimates made so far (the most of any group)."""
+        return int(self._samples.max())
+
+    def _r0(self, soc: np.ndarray, temps: np.ndarray) -> np.ndarray:
+        tab = self.model.tables
+        out = np.empty(soc.size)
+        for g in range(soc.size):
+            j = int(np.clip(np.searchsorted(tab.temp_c, temps[g]) - 1, 0, tab.temp_c.size - 2))
+            w = float(
+                np.clip((temps[g] - tab.temp_c[j]) / (tab.temp_c[j + 1] - tab.temp_c[j]), 0.0, 1.0)
+            )
+            col = (1 - w) * tab.base[:, j, L.T_R0] + w * tab.base[:, j + 1, L.T_R0]
+            out[g] = np.interp(min(max(soc[g], 0.0), 1.0), tab.soc, col)
+        return out / self.model.n_parallel
