@@ -28,6 +28,7 @@ __all__ = [
     "BalancingStrategyConfig",
     "Config",
     "ContactorConfig",
+    "ContactorControlConfig",
     "CurrentLimitConfig",
     "CurrentSensorConfig",
     "FirmwareConfig",
@@ -373,6 +374,42 @@ class CurrentLimitConfig(_Section):
 
 
 @dataclass(frozen=True)
+class ContactorControlConfig(_Section):
+    """Contactor sequencing and supervision of the emulated BMS."""
+
+    _section = "firmware.contactors"
+    precharge_ratio: float = _num(0.95, 0.0, 1.0, lo_open=True)  # bus / pack to close main_pos
+    precharge_timeout_s: float = _num(1.0, 0.0, 60.0, lo_open=True)
+    precharge_retries: int = _num(2, 0, 10)  # further attempts after the first
+    retry_delay_s: float = _num(1.0, 0.0, 600.0)  # all open between attempts
+    precharge_stall_s: float = _num(0.25, 0.0, 60.0)  # 0 = no early abort
+    precharge_stall_ratio: float = _num(0.1, 0.0, 1.0)  # bus / pack required by then
+    overlap_s: float = _num(0.05, 0.0, 10.0)  # main_pos and precharge both closed
+    open_current_a: float = _num(5.0, 0.0)  # |I| above this is an opening under load
+    open_wait_s: float = _num(2.0, 0.0, 60.0)  # normal opening: wait for the current to drop
+    fault_open_delay_s: float = _num(0.5, 0.0, 10.0)  # 0 = open at once
+    feedback_timeout_s: float = _num(0.1, 0.0, 10.0, lo_open=True)
+    weld_voltage_ratio: float = _num(0.5, 0.0, 1.0, lo_open=True)  # bus / pack after opening
+    weld_check_s: float = _num(10.0, 0.0, 600.0, lo_open=True)
+
+    def check(self) -> None:
+        s = self._section
+        if self.precharge_stall_s > 0.0:
+            if self.precharge_stall_s >= self.precharge_timeout_s:
+                raise ConfigError(
+                    f"must be below precharge_timeout_s ({self.precharge_timeout_s:g}) "
+                    f"or 0 (off), got {self.precharge_stall_s:g}",
+                    field=f"[{s}] precharge_stall_s",
+                )
+            if self.precharge_stall_ratio >= self.precharge_ratio:
+                raise ConfigError(
+                    f"must be below precharge_ratio ({self.precharge_ratio:g}), "
+                    f"got {self.precharge_stall_ratio:g}",
+                    field=f"[{s}] precharge_stall_ratio",
+                )
+
+
+@dataclass(frozen=True)
 class FirmwareConfig(_Section):
     """The emulated BMS: task periods and algorithms."""
 
@@ -383,6 +420,7 @@ class FirmwareConfig(_Section):
     balancing: BalancingStrategyConfig = field(default_factory=BalancingStrategyConfig)
     protection: ProtectionConfig = field(default_factory=ProtectionConfig)
     limits: CurrentLimitConfig = field(default_factory=CurrentLimitConfig)
+    contactors: ContactorControlConfig = field(default_factory=ContactorControlConfig)
 
 
 @dataclass(frozen=True)
