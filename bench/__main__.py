@@ -128,6 +128,50 @@ def bench_ekf(calls: int) -> list[dict[str, Any]]:
     return out
 
 
+def bench_firmware(periods: int) -> list[dict[str, Any]]:
+    """The emulated BMS: one 100 ms of firmware (ten 10 ms measurement tasks and one
+    estimation task), on measurements of the plant, contactors closed, 150 A."""
+    from bms.firmware.bms import EmulatedBms
+
+    out = []
+    for name, cfg in (("bus", Config()), ("container", preset("container"))):
+        pack = Pack(cfg)
+        pack.warm_up()
+        bms = EmulatedBms(cfg, pack.chemistry, pack.sensors.temp_sensor_cells)
+        pack.contactors.command(main_pos=True, main_neg=True)
+        pack.step(150.0, 0.01)
+        meas = [pack.sensors.measure() for _ in range(10)]
+        t = 0.0
+        for _ in range(20):  # warm up, then close the contactors in the state machine
+            for m in meas:
+                t += 0.01
+                bms.vehicle_command(t, "drive")
+                bms.tick(t, m)
+        ns = np.empty(periods)
+        est = np.empty(periods)
+        for k in range(periods):
+            t0 = time.perf_counter_ns()
+            for m in meas:
+                t += 0.01
+                bms.vehicle_command(t, "drive")
+                bms.tick(t, m)
+            ns[k] = time.perf_counter_ns() - t0
+            bms._charge_as, bms._span_s = 15.0, 0.1  # the estimation task alone
+            t0 = time.perf_counter_ns()
+            bms._estimate(meas[-1])
+            est[k] = time.perf_counter_ns() - t0
+        out.append(
+            {
+                "name": name,
+                "groups": pack.n_series,
+                "per_100ms_ms_median": float(np.median(ns)) / 1e6,
+                "per_100ms_ms_p99": float(np.percentile(ns, 99)) / 1e6,
+                "estimation_task_ms_median": float(np.median(est)) / 1e6,
+            }
+        )
+    return out
+
+
 def bench_startup(repeats: int) -> dict[str, Any]:
     """Cold start (empty numba cache: compile) and warm start (load from the cache)."""
     with tempfile.TemporaryDirectory() as cache:
@@ -199,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "closed_loop": bench_closed_loop(5_000 if args.quick else 50_000),
         "ekf": bench_ekf(500 if args.quick else 5_000),
+        "firmware": bench_firmware(100 if args.quick else 1000),
         "startup": bench_startup(2 if args.quick else 3),
         "memory": bench_memory(),
     }
@@ -227,6 +272,13 @@ def report(r: dict[str, Any]) -> str:
             f"firmware SOC EKF, {e['name']} ({e['groups']} groups): one update "
             f"{e['update_us_median']:.1f} us median, {e['group_updates_per_s']:.3g} "
             "group-updates/s"
+        )
+    for f in r["firmware"]:
+        lines.append(
+            f"emulated BMS, {f['name']} ({f['groups']} groups): 100 ms of firmware "
+            f"(10 measurement tasks + 1 estimation task) {f['per_100ms_ms_median']:.2f} "
+            f"ms median, {f['per_100ms_ms_p99']:.2f} ms p99; the estimation task alone "
+            f"{f['estimation_task_ms_median']:.2f} ms"
         )
     s = r["startup"]
     lines.append(

@@ -1,0 +1,158 @@
+"""The emulated BMS: its tasks, run at their own periods on the time it is given.
+
+``EmulatedBms.tick(t_s, measurement)`` is the measurement task (every
+``measure_period_s``, 10 ms by default): protections, then the contactor
+state machine, which opens the contactors on a latched fault. Every
+``estimate_period_s`` (100 ms) it also runs the estimation task: SOC (on the
+mean current of the period, so no charge is lost between samples), SOH,
+balancing and current limits. It reads sensor measurements and vehicle
+commands only, never the plant; its outputs are contactor commands, bleed
+switch commands and what a BMS reports on CAN.
+
+Persistent memory: ``start`` loads SOC, SOH and counters (or starts from the
+rest OCV), ``shutdown`` stores them. Sign convention: positive current = discharge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bms.chemistry import Chemistry
+from bms.config import Config
+from bms.firmware.balancing import make_balancer
+from bms.firmware.contactors import ContactorControl
+from bms.firmware.limits import CurrentLimits, Limits
+from bms.firmware.nvm import NvmImage, PersistentMemory
+from bms.firmware.protection import Protections, ProtectionStatus
+from bms.firmware.soc import CellModel, PackSoc, make_estimator
+from bms.firmware.soh import SohEstimator
+from bms.plant.sensors import Measurement
+
+__all__ = ["BmsOutputs", "EmulatedBms"]
+
+
+@dataclass
+class BmsOutputs:
+    """What the BMS commands and reports after a tick."""
+
+    contactors: dict[str, bool]
+    bleed: np.ndarray  # one bool per series group
+    limits: Limits
+    soc: PackSoc | None
+    protection: ProtectionStatus
+    state: str
+
+
+class EmulatedBms:
+    """The BMS firmware for a pack of ``n_series`` groups of ``n_parallel`` cells."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        chemistry: Chemistry,
+        temp_sensor_cells: np.ndarray,
+        nvm_path: str | Path | None = None,
+    ):
+        fw = cfg.firmware
+        self.cfg = cfg
+        n_s, n_p = cfg.pack.series, cfg.pack.parallel
+        self.n_series = n_s
+        self.model = CellModel(chemistry, n_p)
+        groups = np.asarray(temp_sensor_cells, dtype=np.int64) // n_p
+        self.soc = make_estimator(fw.soc, self.model, groups, n_s)
+        self.soh = SohEstimator(self.model, n_s, fw.soc)
+        self.balancer = make_balancer(
+            fw.balancing, n_s, cfg.balancing.resistor_ohm, self.model.capacity_as
+        )
+        self.protections = Protections(fw.protection, n_s, groups.size)
+        self.limits = CurrentLimits(fw.limits, n_p)
+        self.contactors = ContactorControl(fw.contactors)
+        self.nvm = PersistentMemory(nvm_path, n_s) if nvm_path is not None else None
+        self.image = NvmImage(n_groups=n_s)
+        self.request = "standby"
+        self._last_command_s = 0.0
+        self._next_estimate_s = 0.0
+        self._charge_as = 0.0  # current integrated since the last estimation task
+        self._span_s = 0.0
+        self._bleed = np.zeros(n_s, dtype=bool)
+        self._limits = Limits(0.0, 0.0)
+        self._pack_soc: PackSoc | None = None
+        self.started = False
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self, t_s: float, m: Measurement) -> None:
+        """Power-on: load persistent memory, initialise the SOC (stored or rest OCV)."""
+        if self.nvm is not None:
+            self.image = self.nvm.load()
+        img = self.image
+        img.power_on_count += 1
+        stored = np.asarray(img.soc, dtype=float)
+        self.soc.initialise(m, stored if np.all(np.isfinite(stored)) else None)
+        cap = np.asarray(img.capacity_ah, dtype=float)
+        self.soh.capacity_ah[np.isfinite(cap)] = cap[np.isfinite(cap)]
+        self.soh.resistance_factor[:] = np.asarray(img.resistance_factor, dtype=float)
+        self._last_command_s = t_s
+        self._next_estimate_s = t_s
+        self.started = True
+
+    def shutdown(self) -> bool:
+        """Store SOC, SOH and counters; False when the memory could not be written."""
+        img = self.image
+        img.soc = list(np.clip(self.soc.soc, 0.0, 1.0))
+        img.capacity_ah = list(self.soh.capacity_ah)
+        img.resistance_factor = list(self.soh.resistance_factor)
+        return self.nvm.save(img) if self.nvm is not None else True
+
+    # ------------------------------------------------------------------ inputs
+
+    def vehicle_command(self, t_s: float, request: str) -> None:
+        """A valid command frame from the vehicle: standby, drive or charge."""
+        self.request = request
+        self._last_command_s = t_s
+
+    # ------------------------------------------------------------------ tasks
+
+    def tick(self, t_s: float, m: Measurement) -> BmsOutputs:
+        """The measurement task; the estimation task too when its period has come."""
+        if not self.started:
+            self.start(t_s, m)
+        dt = self.cfg.firmware.measure_period_s
+        status = self.protections.update(m, dt, t_s - self._last_command_s)
+        cmds = self.contactors.update(t_s, m, self.request, status.fault)
+        self._charge_as += m.current_a * dt
+        self._span_s += dt
+        if t_s + 1e-9 >= self._next_estimate_s:
+            self._estimate(m)
+            self._next_estimate_s += self.cfg.firmware.estimate_period_s
+        if status.fault:
+            self._bleed[:] = False
+        return BmsOutputs(
+            cmds, self._bleed, self._limits, self._pack_soc, status, self.contactors.state.name
+        )
+
+    def _estimate(self, m: Measurement) -> None:
+        span = self._span_s
+        if span <= 0.0:
+            return
+        mean = dataclasses.replace(m, current_a=self._charge_as / span)
+        self._charge_as = 0.0
+        self._span_s = 0.0
+        self.soc.update(mean, span)
+        temps = self.soc.group_temps(m)
+        self.soh.update(mean, span, self.soc.soc, temps)
+        self._bleed = self.balancer.update(m, self.soc.soc, span).copy()
+        self.soc.account_bleed(self.balancer.bled_as)
+        self._limits = self.limits.update(m, self.soc.soc)
+        self._pack_soc = self.soc.pack()
+        img = self.image
+        i = mean.current_a
+        if i > 0:
+            img.discharge_throughput_ah += i * span / 3600.0
+        else:
+            img.charge_throughput_ah -= i * span / 3600.0
+        img.operating_time_s += span
