@@ -226,9 +226,9 @@ class SocConfig(_Section):
     rest_current_a: float = _num(2.0, 0.0)  # |I| below this counts as rest
     rest_time_s: float = _num(1800.0, 0.0)  # relaxation before an OCV recalibration
     min_ocv_slope_v: float = _num(0.3, 0.0)  # recalibrate only where dOCV/dSOC >= this
-    ekf_voltage_sigma_v: float = _num(0.005, 0.0, lo_open=True)  # noise + model error
-    ekf_soc_sigma_per_s: float = _num(1e-4, 0.0)  # process noise of SOC, 1/sqrt(s)
-    ekf_resistance_error: float = _num(0.1, 0.0, 1.0)  # relative error of the model's R
+    ekf_voltage_sigma_v: float = _num(0.006, 0.0, lo_open=True)  # noise + model error
+    ekf_soc_sigma_per_s: float = _num(4e-5, 0.0)  # process noise of SOC, 1/sqrt(s)
+    ekf_resistance_error: float = _num(0.3, 0.0, 1.0)  # relative error of the model's R
     ekf_initial_soc_sigma: float = _num(0.2, 0.0, 1.0, lo_open=True)  # SOC from rest OCV
     ekf_stored_soc_sigma: float = _num(0.01, 0.0, 1.0, lo_open=True)  # SOC from memory
     current_sigma_a: float = _num(0.1, 0.0)  # current-sensor noise the filter assumes

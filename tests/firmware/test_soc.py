@@ -219,19 +219,22 @@ def _rmse(e: np.ndarray) -> float:
     return float(np.sqrt(np.mean(e**2)))
 
 
-def test_ekf_rmse_within_2_percent_over_a_bus_day(bus_day) -> None:
+def test_ekf_within_2_percent_rmse_and_5_percent_max_over_a_bus_day(bus_day) -> None:
     ekf, cc = bus_day["ekf"], bus_day["coulomb"]
     print(
         f"\nEKF rmse {_rmse(ekf):.4f} max {np.abs(ekf).max():.4f}; coulomb rmse "
-        f"{_rmse(cc):.4f} max {np.abs(cc).max():.4f}"
+        f"{_rmse(cc):.4f} max {np.abs(cc).max():.4f}; from -20 %: EKF rmse "
+        f"{_rmse(bus_day['ekf_off20']):.4f}, last hour max "
+        f"{np.abs(bus_day['ekf_off20'][-36_000:]).max():.4f}"
     )
     assert _rmse(ekf) <= 0.02
+    assert np.abs(ekf).max() <= 0.05
     assert _rmse(cc) <= 0.02  # the baseline, for comparison
 
 
 def test_ekf_recovers_from_a_20_percent_initial_error_and_charge_counting_does_not(bus_day):
     ekf, cc = bus_day["ekf_off20"], bus_day["coulomb_off20"]
     last_hour = slice(-36_000, None)
-    assert np.abs(ekf[last_hour]).max() <= 0.02
+    assert np.abs(ekf[last_hour]).max() <= 0.05  # back inside the accuracy band
     assert _rmse(ekf) < 0.5 * _rmse(cc)
     assert np.abs(cc[: 5 * 36_000]).min() > 0.15  # no correction on the plateau drive
