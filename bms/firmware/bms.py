@@ -5,7 +5,10 @@
 state machine, which opens the contactors on a latched fault. Every
 ``estimate_period_s`` (100 ms) it also runs the estimation task: SOC (on the
 mean current of the period, so no charge is lost between samples), SOH,
-balancing and current limits. It reads sensor measurements and vehicle
+balancing and current limits. The bleed switches it commands are open for
+the balancing's measurement window (the first ``measure_pause_fraction`` of
+each estimation period), as the balancing's charge accounting assumes. It
+reads sensor measurements and vehicle
 commands only, never the plant; its outputs are contactor commands, bleed
 switch commands and what a BMS reports on CAN.
 
@@ -79,6 +82,8 @@ class EmulatedBms:
         self._charge_as = 0.0  # current integrated since the last estimation task
         self._span_s = 0.0
         self._bleed = np.zeros(n_s, dtype=bool)
+        self._no_bleed = np.zeros(n_s, dtype=bool)
+        self._tick_in_period = 0
         self._limits = Limits(0.0, 0.0)
         self._pack_soc: PackSoc | None = None
         self.started = False
@@ -129,10 +134,17 @@ class EmulatedBms:
         if t_s + 1e-9 >= self._next_estimate_s:
             self._estimate(m)
             self._next_estimate_s += self.cfg.firmware.estimate_period_s
+            self._tick_in_period = 0
         if status.fault:
             self._bleed[:] = False
+        # the bleed switches open for the measurement window at the start of each period
+        fw = self.cfg.firmware
+        ticks = max(1, round(fw.estimate_period_s / fw.measure_period_s))
+        paused = self._tick_in_period < round(fw.balancing.measure_pause_fraction * ticks)
+        self._tick_in_period += 1
+        bleed = self._no_bleed if paused else self._bleed
         return BmsOutputs(
-            cmds, self._bleed, self._limits, self._pack_soc, status, self.contactors.state.name
+            cmds, bleed, self._limits, self._pack_soc, status, self.contactors.state.name
         )
 
     def _estimate(self, m: Measurement) -> None:

@@ -93,3 +93,18 @@ def test_soc_and_counters_survive_a_restart(tmp_path) -> None:
     np.testing.assert_allclose(again.soc.soc, soc_before, rtol=1e-12)
     assert again.image.power_on_count == 2
     assert again.image.discharge_throughput_ah == pytest.approx(140.0 * 58.0 / 3600.0, rel=0.05)
+
+
+def test_bleed_switches_open_for_the_measurement_window_of_each_period() -> None:
+    loop = Loop(series=12)
+    socs = np.full(12, 0.6)
+    socs[4] = 0.62
+    loop.pack.set_soc(socs)
+    loop.bms.start(0.0, loop.pack.sensors.measure())
+    on = []
+    for _ in range(100):  # one second at rest, contactors open
+        loop.run(PERIOD, request="standby")
+        on.append(bool(loop.out.bleed[4]))
+    duty = float(np.mean(on[10:]))
+    assert duty == pytest.approx(1.0 - loop.cfg.firmware.balancing.measure_pause_fraction)
+    assert not any(loop.out.bleed[np.arange(12) != 4])
