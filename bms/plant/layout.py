@@ -29,7 +29,6 @@ S_R2 = 14
 S_QEFF = 15  # capacity at the cell's temperature, A*s
 S_SDF = 16  # self-discharge temperature factor
 NX = 17
-STATE_ROWS = 8  # rows 0..7 are state; the rest is scratch
 
 FLAG_EMPTY = 1.0
 FLAG_FULL = 2.0

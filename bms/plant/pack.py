@@ -148,6 +148,15 @@ class Pack:
             )
         )
 
+    def _split(self, dt_s: float) -> tuple[int, float]:
+        """(n, dt / n): cells in parallel exchange a current that depends on their state,
+        so their steps are split into sub-steps of at most ``max_parallel_step_s``; a
+        series string takes any step whole (n = 1)."""
+        if dt_s <= self._max_sub_s:
+            return 1, dt_s
+        n_sub = math.ceil(dt_s / self._max_sub_s)
+        return n_sub, dt_s / n_sub
+
     def _tab(self, dt_s: float) -> np.ndarray:
         """The tables with the RC decay factors of step length ``dt_s`` (cached)."""
         tab = self._tabs.get(dt_s)
@@ -174,27 +183,19 @@ class Pack:
             i = current_a
         else:
             i = cont.precharge_current_a(self.voltage_v, dt_s) if cont.precharging else 0.0
-        if dt_s > self._max_sub_s:  # parallel cells: split (their exchange current varies)
-            n_sub = math.ceil(dt_s / self._max_sub_s)
-            sub = dt_s / n_sub
-            v = step_n_kernel(
-                self._x,
-                self._p,
-                self._g,
-                self._tab(sub),
-                self._m,
-                i,
-                sub,
-                n_sub,
-                self.n_parallel,
-                self._out,
-            )
-        else:
-            cached = self._tabs.get(dt_s)
-            tab = cached if cached is not None else self._tab(dt_s)
-            v = step_kernel(
-                self._x, self._p, self._g, tab, self._m, i, dt_s, self.n_parallel, self._out
-            )
+        n_sub, sub = self._split(dt_s)
+        v = step_n_kernel(
+            self._x,
+            self._p,
+            self._g,
+            self._tab(sub),
+            self._m,
+            i,
+            sub,
+            n_sub,
+            self.n_parallel,
+            self._out,
+        )
         cont.advance(v, dt_s)
         self.voltage_v = v
         self.current_a = i
@@ -229,43 +230,26 @@ class Pack:
             raise InputError(f"snapshot_every: must be >= 0, got {snapshot_every}")
         if not self.contactors.closed:
             prof = np.zeros_like(prof)
-        n_sub = math.ceil(dt_s / self._max_sub_s) if dt_s > self._max_sub_s else 1
-        if n_sub > 1:  # parallel cells: split every step, report the last sub-step of each
-            out_all = np.empty((prof.size * n_sub, len(TRACE_COLUMNS)))
-            every = snapshot_every * n_sub
-            n_snap = prof.size // snapshot_every if snapshot_every else 0
-            snap = np.empty((n_snap, 3, self.n_cells))
-            run_kernel(
-                self._x,
-                self._p,
-                self._g,
-                self._tab(dt_s / n_sub),
-                self._m,
-                np.repeat(prof, n_sub),
-                dt_s / n_sub,
-                self.n_parallel,
-                out_all,
-                snap,
-                max(every, 1),
-            )
-            out = np.ascontiguousarray(out_all[n_sub - 1 :: n_sub])
-        else:
-            out = np.empty((prof.size, len(TRACE_COLUMNS)))
-            n_snap = prof.size // snapshot_every if snapshot_every else 0
-            snap = np.empty((n_snap, 3, self.n_cells))
-            run_kernel(
-                self._x,
-                self._p,
-                self._g,
-                self._tab(dt_s),
-                self._m,
-                prof,
-                dt_s,
-                self.n_parallel,
-                out,
-                snap,
-                max(snapshot_every, 1),
-            )
+        n_sub, sub = self._split(dt_s)  # the trace keeps the last sub-step of each step
+        steps = np.repeat(prof, n_sub) if n_sub > 1 else prof
+        out = np.empty((steps.size, len(TRACE_COLUMNS)))
+        n_snap = prof.size // snapshot_every if snapshot_every else 0
+        snap = np.empty((n_snap, 3, self.n_cells))
+        run_kernel(
+            self._x,
+            self._p,
+            self._g,
+            self._tab(sub),
+            self._m,
+            steps,
+            sub,
+            self.n_parallel,
+            out,
+            snap,
+            max(snapshot_every * n_sub, 1),
+        )
+        if n_sub > 1:
+            out = np.ascontiguousarray(out[n_sub - 1 :: n_sub])
         if prof.size:
             self.voltage_v = float(out[-1, 1])
             self.current_a = float(prof[-1])
