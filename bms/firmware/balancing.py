@@ -62,11 +62,17 @@ class Balancer:
         Returns the bleed mask (one bool per series group) to command.
         """
         v = m.cell_voltage_v
+        ok = np.isfinite(v)
+        if not ok.all():  # an invalid reading: count the bleed at the valid groups' median
+            v = np.where(ok, v, float(np.median(v[ok])) if ok.any() else 0.0)
         self.bled_as[:] = np.where(self.mask, v / self.resistor_ohm * self.duty * dt_s, 0.0)
         self._account(self.bled_as)
         cfg = self.cfg
-        allowed = float(v.min()) >= cfg.min_cell_voltage_v and (
-            m.temp_c.size == 0 or float(m.temp_c.max()) <= cfg.max_temp_c
+        # no balancing on an invalid reading (a NaN temperature fails the comparison too)
+        allowed = (
+            bool(ok.all())
+            and float(v.min()) >= cfg.min_cell_voltage_v
+            and (m.temp_c.size == 0 or float(m.temp_c.max()) <= cfg.max_temp_c)
         )
         if allowed:
             self.demand(m, soc, self._demand, self._priority)

@@ -19,6 +19,7 @@ rest OCV), ``shutdown`` stores them. Sign convention: positive current = dischar
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,9 @@ class EmulatedBms:
         self._bleed = np.zeros(n_s, dtype=bool)
         self._no_bleed = np.zeros(n_s, dtype=bool)
         self._tick_in_period = 0
+        ticks = max(1, round(fw.estimate_period_s / fw.measure_period_s))
+        self._pause_ticks = round(fw.balancing.measure_pause_fraction * ticks)
+        self.invalid_current_samples = 0
         self._limits = Limits(0.0, 0.0)
         self._pack_soc: PackSoc | None = None
         self.started = False
@@ -129,7 +133,10 @@ class EmulatedBms:
         dt = self.cfg.firmware.measure_period_s
         status = self.protections.update(m, dt, t_s - self._last_command_s)
         cmds = self.contactors.update(t_s, m, self.request, status.fault)
-        self._charge_as += m.current_a * dt
+        if math.isfinite(m.current_a):  # an invalid reading is a protection fault, not charge
+            self._charge_as += m.current_a * dt
+        else:
+            self.invalid_current_samples += 1
         self._span_s += dt
         if t_s + 1e-9 >= self._next_estimate_s:
             self._estimate(m)
@@ -138,9 +145,7 @@ class EmulatedBms:
         if status.fault:
             self._bleed[:] = False
         # the bleed switches open for the measurement window at the start of each period
-        fw = self.cfg.firmware
-        ticks = max(1, round(fw.estimate_period_s / fw.measure_period_s))
-        paused = self._tick_in_period < round(fw.balancing.measure_pause_fraction * ticks)
+        paused = self._tick_in_period < self._pause_ticks
         self._tick_in_period += 1
         bleed = self._no_bleed if paused else self._bleed
         return BmsOutputs(

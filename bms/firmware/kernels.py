@@ -48,8 +48,9 @@ NE = 4
 def ekf_kernel(xs, cov, tab, prm, v_meas, temp_c, current_a, dt_s, innov):
     """One predict-update step of the per-group EKF (states SOC, v1, v2, h).
 
-    ``v_meas`` is each group's measured voltage (V) at the end of the interval,
-    ``current_a`` the measured pack current held over ``dt_s``; ``tab`` carries the
+    ``v_meas`` is each group's measured voltage (V) at the end of the interval (a
+    non-finite one skips that group's update), ``current_a`` the measured pack
+    current held over ``dt_s`` (finite: the caller's check); ``tab`` carries the
     RC decay factors for ``dt_s``. ``innov`` receives each group's innovation, V.
     """
     n = xs.shape[0]
@@ -171,6 +172,13 @@ def ekf_kernel(xs, cov, tab, prm, v_meas, temp_c, current_a, dt_s, innov):
         s_var = cvec[0] * pc0 + cvec[1] * pc1 + cvec[2] * pc2 + cvec[3] * pc3 + prm[K_SIG_V2]
         s_var += ir * ir
         e = v_meas[g] - y_pred
+        if not math.isfinite(e):  # no valid reading: prediction only
+            innov[g] = 0.0
+            xs[g, E_SOC] = min(max(z, -0.05), 1.05)
+            xs[g, E_V1] = v1
+            xs[g, E_V2] = v2
+            xs[g, E_H] = h
+            continue
         innov[g] = e
         k0 = pc0 / s_var
         k1 = pc1 / s_var

@@ -56,7 +56,9 @@ class CurrentLimits:
             over_temp(c.discharge_temp_c, c.discharge_vs_temp_a),
             float(np.interp(float(soc.min()), c.discharge_soc, c.discharge_vs_soc_a)),
         )
-        v = m.cell_voltage_v
+        v = m.cell_voltage_v[np.isfinite(m.cell_voltage_v)]
+        if v.size == 0:  # no valid cell voltage: no current allowed
+            return Limits(0.0, 0.0)
         chg *= _taper(float(v.max()), *c.charge_taper_v)
         dis *= _taper(float(v.min()), *c.discharge_taper_v)
         return Limits(chg * self.n_parallel, dis * self.n_parallel)

@@ -12,13 +12,14 @@ under-temperature with separate limits while charging and discharging;
 over-current in charge and discharge; cell voltage spread; loss of the
 vehicle's commands; and plausibility faults: a cell voltage outside the
 plausible range (an open sense wire reads about 0 V below and the sum above),
-a temperature sensor open, shorted or frozen, and a current reading with the
-main contactors open (sensor offset). The firmware sees only measurements.
-Sign convention: positive current = discharge.
+a temperature sensor open, shorted or frozen, a current reading with the
+main contactors open (sensor offset) and a current that is not a number.
+The firmware sees only measurements. Sign convention: positive current = discharge.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,7 @@ PLAUSIBILITY = (
     "temp_sensor_implausible",
     "temp_sensor_stuck",
     "current_sensor_offset",
+    "current_implausible",
 )
 
 
@@ -160,6 +162,7 @@ class Protections:
             ("temp_sensor_implausible", t_ok.size < t.size),
             ("temp_sensor_stuck", frozen),
             ("current_sensor_offset", mains_open and abs(i) > cfg.current_offset_limit_a),
+            ("current_implausible", not math.isfinite(i)),
         ):
             self._plaus_t[name] = self._plaus_t[name] + dt_s if bad else 0.0
             lv[name] = 3 if bad and self._plaus_t[name] >= cfg.plausibility_s - 1e-9 else 0

@@ -138,7 +138,14 @@ class SocEstimator:
         )
 
     def group_temps(self, m: Measurement) -> np.ndarray:
-        return np.ascontiguousarray(m.temp_c[self._sensor])
+        """Each group's temperature from its nearest sensor; an invalid reading (not finite,
+        or an open or shorted sensor outside -39..125 degC) is replaced by the median of
+        the valid ones (25 degC when none is valid)."""
+        t = m.temp_c
+        valid = np.isfinite(t) & (t > -39.0) & (t < 125.0)
+        if not valid.all():
+            t = np.where(valid, t, float(np.median(t[valid])) if valid.any() else 25.0)
+        return np.ascontiguousarray(t[self._sensor])
 
     def initialise(self, m: Measurement, soc: np.ndarray | None = None) -> None:
         """Start from given SOCs (from persistent memory) or from the rest OCV."""

@@ -108,3 +108,38 @@ def test_bleed_switches_open_for_the_measurement_window_of_each_period() -> None
     duty = float(np.mean(on[10:]))
     assert duty == pytest.approx(1.0 - loop.cfg.firmware.balancing.measure_pause_fraction)
     assert not any(loop.out.bleed[np.arange(12) != 4])
+
+
+@pytest.mark.parametrize("what", ["cell_voltage", "temperature", "current"])
+def test_invalid_readings_fault_without_corrupting_the_estimates(what) -> None:
+    """A NaN from a broken channel (or, later, a bad CAN frame) raises a plausibility fault
+    and opens the contactors; SOC, limits and balancing stay finite and sane."""
+    loop = Loop(series=12)
+    loop.bms.image.soc = list(loop.pack.soc[:, 0])  # as stored in persistent memory
+    loop.run(2.0, current_a=100.0)
+    for _ in range(150):
+        loop.pack.step(100.0, PERIOD)
+        loop.t += PERIOD
+        m = loop.pack.sensors.measure()
+        if what == "cell_voltage":
+            m.cell_voltage_v[3] = np.nan
+        elif what == "temperature":
+            m.temp_c[0] = np.nan
+        else:
+            m.current_a = float("nan")
+        loop.bms.vehicle_command(loop.t, "drive")
+        loop.out = loop.bms.tick(loop.t, m)
+        loop.pack.contactors.command(**loop.out.contactors)
+    expected = {
+        "cell_voltage": "cell_voltage_implausible",
+        "temperature": "temp_sensor_implausible",
+        "current": "current_implausible",
+    }
+    assert expected[what] in loop.out.protection.latched
+    assert not loop.pack.contactors.closed
+    soc = loop.bms.soc.soc
+    assert np.all(np.isfinite(soc)) and np.all(np.abs(soc - loop.pack.soc[:, 0]) < 0.02)
+    assert np.isfinite(loop.out.limits.charge_a) and np.isfinite(loop.out.limits.discharge_a)
+    assert np.all(np.isfinite(loop.bms.soc.xs)) and np.all(np.isfinite(loop.bms.soc.cov))
+    if what == "current":
+        assert loop.bms.invalid_current_samples == 150
