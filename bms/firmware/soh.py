@@ -97,13 +97,19 @@ class SohEstimator:
         return int(self._samples.max())
 
     def _r0(self, soc: np.ndarray, temps: np.ndarray) -> np.ndarray:
-        tab = self.model.tables
-        out = np.empty(soc.size)
-        for g in range(soc.size):
-            j = int(np.clip(np.searchsorted(tab.temp_c, temps[g]) - 1, 0, tab.temp_c.size - 2))
-            w = float(
-                np.clip((temps[g] - tab.temp_c[j]) / (tab.temp_c[j + 1] - tab.temp_c[j]), 0.0, 1.0)
-            )
-            col = (1 - w) * tab.base[:, j, L.T_R0] + w * tab.base[:, j + 1, L.T_R0]
-            out[g] = np.interp(min(max(soc[g], 0.0), 1.0), tab.soc, col)
-        return out / self.model.n_parallel
+        """The cell model's R0 of every group at its SOC and temperature (bilinear), ohm."""
+        g, base = self.model.grid, self.model.tables.base
+        fi = (np.clip(soc, 0.0, 1.0) - g["soc0"]) * g["soc_inv"]
+        i = np.clip(np.floor(fi), 0, g["nsoc"] - 2).astype(np.int64)
+        wi = np.clip(fi - i, 0.0, 1.0)
+        ft = (temps - g["t0"]) * g["t_inv"]
+        j = np.clip(np.floor(ft), 0, g["nt"] - 2).astype(np.int64)
+        wj = np.clip(ft - j, 0.0, 1.0)
+        r = base[:, :, L.T_R0]
+        r0 = (
+            (1 - wi) * (1 - wj) * r[i, j]
+            + wi * (1 - wj) * r[i + 1, j]
+            + (1 - wi) * wj * r[i, j + 1]
+            + wi * wj * r[i + 1, j + 1]
+        )
+        return r0 / self.model.n_parallel
