@@ -7,7 +7,7 @@ fix) and for bugs.
 
 from __future__ import annotations
 
-__all__ = ["BmsError", "ConfigError", "InputError"]
+__all__ = ["BindingError", "BmsError", "CanLinkError", "ConfigError", "InputError"]
 
 
 class BmsError(Exception):
@@ -38,3 +38,19 @@ class InputError(ConfigError):
 
     def __init__(self, message: str):
         super().__init__(message)
+
+
+class BindingError(ConfigError):
+    """A DBC file and its signal binding do not fit together. Lists every problem found,
+    one per line, so a user fixes them all in one go."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the CAN binding"
+        super().__init__("\n  - ".join([head, *self.problems]), source=source)
+
+
+class CanLinkError(BmsError):
+    """The CAN bus cannot be opened or used: an unknown interface, a missing driver,
+    an absent channel, a permission. One line that says what to do."""

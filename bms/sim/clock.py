@@ -1,0 +1,173 @@
+"""One scheduler, two clocks: virtual time and real time.
+
+Every node registers its periodic tasks (firmware tasks, cyclic frames) and
+one-off events with the :class:`Scheduler`. Events run in time order; equal
+times run in the order they were scheduled, so a run is deterministic.
+
+- **virtual time** (``speed=None``): the clock jumps from one event to the
+  next, as fast as the CPU allows. Nothing reads the wall clock, so the same
+  seed gives the same sequence of events and frames.
+- **real time** (``speed`` a factor, 1.0 = real time): event ``t`` runs at
+  the absolute wall deadline ``t0 + t / speed``, never relative to the last
+  one, so periods do not drift. A periodic task that starts later than its
+  next deadline has overrun: the overrun is counted and the missed periods
+  are skipped, as a real ECU does (no catch-up burst after a stall).
+
+Between events the loop calls ``idle(until_s)``; in real time that is where
+the caller waits for received frames (it must return by the deadline).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["ClockStats", "Scheduler", "Task"]
+
+_EPS_S = 1e-9
+
+
+@dataclass
+class ClockStats:
+    """What the clock did: events run, overruns and skipped periods (real time)."""
+
+    events: int = 0
+    overruns: int = 0  # periodic runs that started after their next deadline
+    skipped_periods: int = 0  # deadlines dropped after an overrun (no catch-up)
+    late_s: list[float] = field(default_factory=list)  # lateness samples (real time)
+    max_late_s: float = 0.0
+
+
+@dataclass(eq=False)
+class Task:
+    """A periodic task: ``fn(t_s)`` every ``period_s`` from ``start_s``."""
+
+    name: str
+    period_s: float
+    fn: Callable[[float], None]
+    next_s: float
+    runs: int = 0
+    skipped: int = 0
+    active: bool = True
+    k: int = 0  # deadline index: next_s = start + k * period (no accumulated drift)
+    start_s: float = 0.0
+
+
+class Scheduler:
+    """Runs tasks and events in time order on a virtual or a real-time clock."""
+
+    def __init__(self, speed: float | None = None, record_lateness: bool = False):
+        if speed is not None and not speed > 0.0:
+            raise ValueError(f"speed must be > 0 (or None for virtual time), got {speed}")
+        self.speed = speed
+        self.now_s = 0.0
+        self.stats = ClockStats()
+        self._queue: list[tuple[float, int, Task | Callable[[float], None]]] = []
+        self._seq = 0
+        self._wall0 = 0.0
+        self._stopped = False
+        self._record = record_lateness
+        self.tasks: list[Task] = []
+        self.idle: Callable[[float], None] | None = None  # called before waiting (real time)
+
+    @property
+    def realtime(self) -> bool:
+        return self.speed is not None
+
+    def _push(self, t_s: float, item: Task | Callable[[float], None]) -> None:
+        heapq.heappush(self._queue, (t_s, self._seq, item))
+        self._seq += 1
+
+    def every(
+        self, period_s: float, fn: Callable[[float], None], name: str = "", offset_s: float = 0.0
+    ) -> Task:
+        """Run ``fn(t_s)`` every ``period_s``, first at now + ``offset_s``."""
+        if not period_s > 0.0:
+            raise ValueError(f"task {name or fn!r}: period must be > 0 s, got {period_s}")
+        start = self.now_s + offset_s
+        task = Task(name or getattr(fn, "__name__", "task"), period_s, fn, start, start_s=start)
+        self.tasks.append(task)
+        self._push(start, task)
+        return task
+
+    def at(self, t_s: float, fn: Callable[[float], None]) -> None:
+        """Run ``fn(t_s)`` once at ``t_s`` (now, if ``t_s`` is in the past)."""
+        self._push(max(t_s, self.now_s), fn)
+
+    def stop(self) -> None:
+        """Make :meth:`run_until` return after the event that is running."""
+        self._stopped = True
+
+    def wall_elapsed_s(self) -> float:
+        return time.perf_counter() - self._wall0
+
+    def run_until(self, end_s: float) -> float:
+        """Run every event up to and including ``end_s``; returns the time reached."""
+        self._stopped = False
+        rt = self.speed is not None
+        if rt and self.stats.events == 0:
+            self._wall0 = time.perf_counter() - self.now_s / self.speed  # type: ignore[operator]
+        queue = self._queue
+        stats = self.stats
+        while queue and not self._stopped:
+            t, _, item = queue[0]
+            if t > end_s + _EPS_S:
+                break
+            if rt:
+                self._wait_until(t)
+                if self._stopped:
+                    break
+            heapq.heappop(queue)
+            self.now_s = t
+            stats.events += 1
+            if isinstance(item, Task):
+                self._run_task(item, t)
+            else:
+                item(t)
+        if not self._stopped and self.now_s < end_s:
+            if rt:
+                self._wait_until(end_s)
+            self.now_s = max(self.now_s, end_s)
+        return self.now_s
+
+    def _run_task(self, task: Task, t_s: float) -> None:
+        if not task.active:
+            return
+        task.fn(t_s)
+        task.runs += 1
+        task.k += 1
+        nxt = task.start_s + task.k * task.period_s
+        if self.speed is not None:
+            now_sim = (time.perf_counter() - self._wall0) * self.speed
+            if now_sim > nxt + _EPS_S:  # overran its next deadline: skip, do not catch up
+                missed = int((now_sim - nxt) / task.period_s) + 1
+                self.stats.overruns += 1
+                self.stats.skipped_periods += missed
+                task.skipped += missed
+                task.k += missed
+                nxt = task.start_s + task.k * task.period_s
+        task.next_s = nxt
+        self._push(nxt, task)
+
+    def _wait_until(self, t_s: float) -> None:
+        speed = self.speed
+        assert speed is not None
+        deadline = self._wall0 + t_s / speed
+        while not self._stopped:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0.0:
+                break
+            if self.idle is not None:
+                self.idle(remaining)  # waits for frames at most `remaining` seconds
+            elif remaining > 0.002:
+                time.sleep(remaining - 0.001)
+        late = time.perf_counter() - deadline
+        if self._record:
+            self.stats.late_s.append(late)
+        if late > self.stats.max_late_s:
+            self.stats.max_late_s = late
+
+    def cancel(self, task: Task) -> None:
+        task.active = False

@@ -1,0 +1,98 @@
+"""The scheduler: order, exact periods, virtual time, real time without catch-up bursts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bms.sim.clock import Scheduler
+
+
+def test_virtual_time_runs_events_in_time_order_and_fifo_on_ties() -> None:
+    sch = Scheduler()
+    seen = []
+    sch.every(0.1, lambda t: seen.append(("a", round(t, 9))), name="a")
+    sch.every(0.25, lambda t: seen.append(("b", round(t, 9))), name="b", offset_s=0.05)
+    sch.at(0.2, lambda t: seen.append(("once", round(t, 9))))
+    sch.run_until(0.5)
+    assert seen == [
+        ("a", 0.0),
+        ("b", 0.05),
+        ("a", 0.1),
+        ("once", 0.2),  # scheduled before the periodic run of 0.2 was
+        ("a", 0.2),
+        ("b", 0.3),
+        ("a", 0.3),
+        ("a", 0.4),
+        ("a", 0.5),
+    ]
+    assert sch.now_s == 0.5
+
+
+def test_periods_do_not_drift_over_a_million_runs() -> None:
+    sch = Scheduler()
+    times = []
+    task = sch.every(0.01, times.append)
+    sch.run_until(10_000.0)
+    assert task.runs == 1_000_001
+    assert times[-1] == pytest.approx(10_000.0, abs=1e-9)  # k * period, not a running sum
+
+
+def test_run_until_stops_at_the_end_and_resumes() -> None:
+    sch = Scheduler()
+    times = []
+    sch.every(1.0, times.append)
+    sch.run_until(2.5)
+    assert times == [0.0, 1.0, 2.0] and sch.now_s == 2.5
+    sch.run_until(4.0)
+    assert times == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_cancelled_task_stops() -> None:
+    sch = Scheduler()
+    times = []
+    task = sch.every(1.0, times.append)
+    sch.run_until(1.0)
+    sch.cancel(task)
+    sch.run_until(5.0)
+    assert times == [0.0, 1.0]
+
+
+def test_bad_period_and_speed_are_refused() -> None:
+    with pytest.raises(ValueError, match="period must be > 0"):
+        Scheduler().every(0.0, print)
+    with pytest.raises(ValueError, match="speed must be > 0"):
+        Scheduler(speed=0.0)
+
+
+def test_real_time_skips_missed_periods_after_a_stall_instead_of_bursting() -> None:
+    sch = Scheduler(speed=1.0)
+    wall = []
+    stalled = []
+
+    def task(t: float) -> None:
+        wall.append(time.perf_counter())
+        if abs(t - 0.05) < 1e-9 and not stalled:
+            stalled.append(t)
+            time.sleep(0.055)  # miss five 10 ms deadlines
+
+    sch.every(0.01, task)
+    sch.run_until(0.2)
+    assert sch.stats.overruns == 1
+    assert sch.stats.skipped_periods == 5
+    gaps = [b - a for a, b in zip(wall, wall[1:], strict=False)]
+    # no burst: after the stall no two runs come closer than half a period
+    stall_at = next(i for i, g in enumerate(gaps) if g > 0.05)
+    assert min(gaps[stall_at + 1 :]) > 0.005
+    assert len(wall) == 21 - 5
+
+
+def test_real_time_meets_absolute_deadlines() -> None:
+    sch = Scheduler(speed=1.0, record_lateness=True)
+    sch.every(0.01, lambda t: None)
+    t0 = time.perf_counter()
+    sch.run_until(0.3)
+    elapsed = time.perf_counter() - t0
+    assert elapsed == pytest.approx(0.3, abs=0.05)
+    assert len(sch.stats.late_s) >= 30
