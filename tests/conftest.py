@@ -59,3 +59,16 @@ def make_pack(
     if closed:
         pack.contactors.command(main_pos=True, main_neg=True)
     return pack
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_virtual_bus():
+    """Fail a test that leaves a python-can virtual bus open (shut every bus down)."""
+    from can.interfaces import virtual
+
+    before = set(virtual.channels)
+    yield
+    leaked = set(virtual.channels) - before
+    for ch in leaked:
+        virtual.channels.pop(ch, None)
+    assert not leaked, f"virtual CAN bus left open on channel(s) {sorted(leaked)}"

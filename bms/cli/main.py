@@ -6,17 +6,17 @@ import argparse
 import sys
 
 from bms import __version__
-from bms.cli import run
+from bms.cli import dbc, plant, run
 from bms.errors import BmsError
 
-SUBCOMMANDS = (run,)
+SUBCOMMANDS = (run, plant, dbc)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bms-emu",
-        description="BMS firmware-in-the-loop emulator: an LFP pack plant (and, later, "
-        "the BMS firmware and its CAN interface) for testing without a battery.",
+        description="BMS firmware-in-the-loop emulator: an LFP pack plant, the BMS "
+        "firmware, a vehicle and a charger on a CAN bus defined by DBC files.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")

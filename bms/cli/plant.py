@@ -1,8 +1,9 @@
-"""``bms-emu run``: run the pack plant through a scenario and print a summary.
+"""``bms-emu plant``: the pack plant alone through a scenario, with a summary.
 
-Until the CAN layer exists this is the plant alone: the built-in city-bus day
-(drive with layovers, park, depot CC-CV charge), a constant current or a CSV
-profile, on the built-in bus pack or a configuration file.
+No BMS and no CAN: the built-in city-bus day (drive with layovers, park,
+depot CC-CV charge), a constant current or a CSV profile, on the built-in
+bus pack or a configuration file. For the whole emulator on CAN use
+``bms-emu run``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from bms.sim.scenario import ScenarioResult, run_city_bus_day, run_profile
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "run",
-        help="run the emulator on a scenario",
+        "plant",
+        help="run the pack plant alone (no BMS, no CAN) through a scenario",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -60,7 +61,7 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         help="seed of the pack's cell spread and of the drive cycle",
     )
     p.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run_plant)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -77,7 +78,7 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def run(args: argparse.Namespace) -> int:
+def run_plant(args: argparse.Namespace) -> int:
     cfg = _config(args)
     t0 = time.perf_counter()
     pack = Pack(cfg)
@@ -114,7 +115,7 @@ def summary(pack: Pack, res: ScenarioResult, startup_s: float, one_c: float) -> 
     m = res.measured
     s0, s1 = res.soc_start, res.soc_end
     lines = [
-        f"bms-emu run: {res.name} on {pack.n_series}S{pack.n_parallel}P "
+        f"bms-emu plant: {res.name} on {pack.n_series}S{pack.n_parallel}P "
         f"{pack.chemistry.name} ({pack.n_cells} cells, {one_c:.0f} Ah, "
         f"{pack.n_series * pack.chemistry.nominal_voltage_v:.0f} V nominal)",
         f"  phases        {', '.join(res.phases)}",

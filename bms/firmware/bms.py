@@ -119,6 +119,20 @@ class EmulatedBms:
 
     # ------------------------------------------------------------------ inputs
 
+    def reset(self) -> bool:
+        """A fault reset request (the vehicle's, or a tester's): clears latched
+        protection faults whose condition is gone and arms the contactor state
+        machine's reset. False when a fault is still present."""
+        ok = self.protections.reset()
+        self.contactors.reset()
+        return ok
+
+    @property
+    def bleed_request(self) -> np.ndarray:
+        """The bleed switches balancing wants on (before the measurement pause, which a
+        cell monitoring unit applies itself)."""
+        return self._bleed
+
     def vehicle_command(self, t_s: float, request: str) -> None:
         """A valid command frame from the vehicle: standby, drive or charge."""
         self.request = request

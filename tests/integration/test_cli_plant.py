@@ -1,4 +1,4 @@
-"""``bms-emu run`` end to end: the built-in scenario, profiles, JSON summary, errors."""
+"""``bms-emu plant`` end to end: the built-in scenario, profiles, JSON summary, errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bms.cli.main import main
 
 def test_make_run_default_city_bus_day_runs_and_reports(tmp_path, capsys) -> None:
     out_json = tmp_path / "summary.json"
-    assert main(["run", "--duration", "1800", "--json", str(out_json)]) == 0
+    assert main(["plant", "--duration", "1800", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
     assert "city-bus-day on 200S1P lfp_280ah" in text
     assert "depot charge" in text
@@ -31,7 +31,7 @@ def test_constant_profile_moves_soc_by_charge_over_capacity(tmp_path) -> None:
     assert (
         main(
             [
-                "run",
+                "plant",
                 "--profile",
                 "constant",
                 "--current",
@@ -53,17 +53,17 @@ def test_constant_profile_moves_soc_by_charge_over_capacity(tmp_path) -> None:
 def test_csv_profile_from_a_file(tmp_path, capsys) -> None:
     f = tmp_path / "cycle.csv"
     f.write_text("time_s,current_a\n0,100\n60,-50\n120,0\n")
-    assert main(["run", "--profile", str(f), "--preset", "single_cell"]) == 0
+    assert main(["plant", "--profile", str(f), "--preset", "single_cell"]) == 0
     assert "cycle.csv" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["run", "--preset", "tram"], "error: preset: unknown preset 'tram'; built-in: bus"),
-        (["run", "--profile", "missing.csv"], "error: profile file not found: missing.csv"),
+        (["plant", "--preset", "tram"], "error: preset: unknown preset 'tram'; built-in: bus"),
+        (["plant", "--profile", "missing.csv"], "error: profile file not found: missing.csv"),
         (
-            ["run", "--profile", "constant", "--dt", "-1"],
+            ["plant", "--profile", "constant", "--dt", "-1"],
             "error: dt_s: must be a finite number > 0",
         ),
     ],
@@ -78,7 +78,7 @@ def test_bad_input_prints_one_error_line_and_exits_2(argv, message, capsys) -> N
 def test_bad_config_file_names_file_and_field(tmp_path, capsys) -> None:
     f = tmp_path / "bad.toml"
     f.write_text("[pack]\ninitial_soc = 7\n")
-    assert main(["run", "--config", str(f)]) == 2
+    assert main(["plant", "--config", str(f)]) == 2
     assert capsys.readouterr().err == (
         f"error: {f}: [pack] initial_soc: must be within [0, 1], got 7\n"
     )
@@ -90,7 +90,7 @@ def test_console_script_runs_in_a_fresh_process() -> None:
             sys.executable,
             "-m",
             "bms.cli.main",
-            "run",
+            "plant",
             "--preset",
             "single_cell",
             "--profile",

@@ -1,0 +1,122 @@
+"""Open a python-can bus from configuration, with one clear line when it cannot be.
+
+Any python-can interface works by name (virtual, socketcan, slcan, gs_usb,
+pcan, kvaser, socketcand, ...), with its channel, bitrate and extra keyword
+arguments. Without an interface, python-can's own configuration is used
+(``CAN_INTERFACE``/``CAN_CHANNEL``/``CAN_BITRATE`` in the environment, or
+``can.rc``/``~/.canrc``), and the virtual bus when that names none either.
+
+Defaults that python-can gets wrong for an emulator are set here: ``slcan``
+does not sleep 2 s after opening, ``socketcand`` turns Nagle off.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+from bms.errors import CanLinkError
+
+__all__ = ["BusSpec", "open_bus"]
+
+DEFAULT_CHANNEL = "vcan0"
+
+
+@dataclass(frozen=True)
+class BusSpec:
+    interface: str | None = None  # None: python-can's configuration, else virtual
+    channel: str | None = None
+    bitrate: int = 500_000
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> BusSpec:
+        """Fill what the user left out from python-can's configuration, then defaults."""
+        interface, channel = self.interface, self.channel
+        if interface is None:
+            try:
+                cfg = can.util.load_config()
+            except (can.CanInterfaceNotImplementedError, ValueError, KeyError):
+                cfg = {}
+            interface = cfg.get("interface") or "virtual"
+            if channel is None:
+                channel = cfg.get("channel")
+        if channel is None and interface in ("virtual", "socketcan"):
+            channel = DEFAULT_CHANNEL
+        return BusSpec(interface, channel, self.bitrate, dict(self.kwargs))
+
+    def describe(self) -> str:
+        kw = "".join(f" {k}={v}" for k, v in self.kwargs.items())
+        return f"{self.interface} {self.channel or '(default channel)'} {self.bitrate} bit/s{kw}"
+
+
+def open_bus(spec: BusSpec) -> can.BusABC:
+    """Open the bus ``spec`` names; raises CanLinkError with one line that says what to do."""
+    spec = spec.resolved()
+    iface = str(spec.interface)
+    if iface not in can.interfaces.VALID_INTERFACES:
+        valid = ", ".join(sorted(can.interfaces.VALID_INTERFACES))
+        raise CanLinkError(f"unknown CAN interface {iface!r}; python-can knows: {valid}")
+    if iface == "udp_multicast":
+        raise CanLinkError(
+            "interface udp_multicast sends to the network; use virtual, the hub (bms-emu hub) "
+            "or socketcan instead"
+        )
+    kwargs: dict[str, Any] = dict(spec.kwargs)
+    if iface == "slcan":
+        kwargs.setdefault("sleep_after_open", 0)
+    if iface == "socketcand":
+        kwargs.setdefault("tcp_tune", True)
+    if iface == "virtual":
+        kwargs.setdefault("receive_own_messages", False)
+    if iface not in ("virtual", "socketcan", "socketcand"):
+        kwargs.setdefault("bitrate", spec.bitrate)
+    where = f"{iface} channel {spec.channel!r}"
+    try:
+        return can.Bus(interface=iface, channel=spec.channel, **kwargs)
+    except can.CanInterfaceNotImplementedError as exc:
+        raise CanLinkError(
+            f"{iface}: driver not available ({_first_line(exc)}); install the adapter's "
+            "driver or library, or use another --interface"
+        ) from None
+    except can.CanInitializationError as exc:
+        raise CanLinkError(f"cannot open {where}: {_hint(exc, spec)}") from None
+    except PermissionError as exc:
+        raise CanLinkError(f"cannot open {where}: {_hint(exc, spec)}") from None
+    except OSError as exc:
+        raise CanLinkError(f"cannot open {where}: {_hint(exc, spec)}") from None
+    except (ValueError, TypeError) as exc:
+        raise CanLinkError(f"cannot open {where}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _hint(exc: BaseException, spec: BusSpec) -> str:
+    text = _first_line(exc)
+    cause: BaseException | None = exc
+    codes = set()
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno is not None:
+            codes.add(cause.errno)
+        cause = cause.__cause__ or cause.__context__
+    low = text.lower()
+    if errno.EACCES in codes or "permission denied" in low:
+        return (
+            f"{text} (permission denied: add yourself to the dialout group, "
+            "`sudo usermod -aG dialout $USER`, and log in again)"
+        )
+    if errno.EAFNOSUPPORT in codes or "address family not supported" in low:
+        return (
+            f"{text} (this kernel has no SocketCAN; use --interface virtual, or the "
+            "bms-emu hub with --interface socketcand)"
+        )
+    if errno.ENODEV in codes or "no such device" in low:
+        return f"{text} (no such CAN device; create a virtual one with `make vcan`)"
+    if errno.ENOENT in codes or "no such file" in low or "could not open port" in low:
+        return f"{text} (no such port; check the adapter is plugged in and the path)"
+    return text

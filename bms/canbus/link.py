@@ -1,0 +1,401 @@
+"""The CAN link: named values in, frames out, and back, with every receive check.
+
+``CanLink`` turns a node's values into frames through the binding (codec
+compiled from the DBC, alive counter, CRC), hands them to the other local
+nodes that receive them (decoded from the bytes, as on a bus) and to the
+python-can bus, and writes them to the log. Frames from the bus go through
+the checks a real ECU makes before a value reaches a node:
+
+- error frames, remote frames: counted, ignored;
+- an identifier in no DBC: counted (``unknown_id``), ignored;
+- a known message nobody here receives: fine (a monitor sees it too);
+- a frame with the identifier of a message sent here: counted
+  (``id_conflict``), ignored (two senders on one identifier);
+- a wrong length (DLC): counted, ignored;
+- a bad CRC: counted, ignored (the receive timeout then reacts, as in a BMS);
+- an alive counter that repeats: counted, ignored (a stale frame); one that
+  jumps: counted, accepted (frames were lost);
+- a value outside the DBC's range or not in its value table: counted, and
+  the node gets NaN (or no label) for it, which its firmware treats as an
+  invalid reading.
+
+Nothing raises out of the receive path; every drop is counted and logged,
+rate-limited (the first of each kind and identifier, then at most one line
+per kind every ``log_interval_s`` with the count since).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import can
+import numpy as np
+
+from bms.canbus.binding import Binding, BoundMessage, Page, Slot
+from bms.canbus.crc import CRC8
+
+__all__ = ["CanLink", "LinkStats", "NodeIO", "frame_bits"]
+
+_log = logging.getLogger("bms.canbus")
+
+ERROR_KINDS = (
+    "error_frame",
+    "remote_frame",
+    "unknown_id",
+    "id_conflict",
+    "bad_dlc",
+    "bad_crc",
+    "counter_repeat",
+    "counter_jump",
+    "out_of_range",
+    "decode_error",
+    "send_error",
+)
+
+
+def frame_bits(dlc: int, extended: bool) -> int:
+    """Worst-case bits on the wire of a classic data frame with ``dlc`` bytes, stuff bits
+    and the 3-bit intermission included (Davis, Burns, Bril, Lukkien, "Controller Area
+    Network (CAN) schedulability analysis", Real-Time Systems 35, 2007, eq. 1)."""
+    g = 54 if extended else 34
+    return 8 * dlc + g + 13 + (g + 8 * dlc - 1) // 4
+
+
+class NodeIO(Protocol):
+    """What the link needs of a node: its outputs, and somewhere to put its inputs."""
+
+    name: str
+    outputs: dict[str, Any]
+    inputs: dict[str, Any]
+    arrays: dict[str, np.ndarray]  # array inputs, filled element by element
+    array_time: dict[str, np.ndarray]  # when each element was last received
+    rx_time: dict[str, float]  # message name -> time of its last valid frame
+
+    def on_message(self, t_s: float, name: str) -> None: ...
+
+
+@dataclass
+class LinkStats:
+    frames_tx: int = 0
+    frames_rx: int = 0  # frames from the bus (other processes, hardware)
+    frames_local: int = 0  # frames delivered between nodes of this process
+    bits_tx: int = 0
+    bits_rx: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frames_sent": self.frames_tx,
+            "frames_received": self.frames_rx,
+            "frames_local": self.frames_local,
+            "errors": dict(self.errors),
+            "error_total": sum(self.errors.values()),
+        }
+
+
+class _Tx:
+    """Per-message encoder state: counter, CRC, enum maps."""
+
+    def __init__(self, bm: BoundMessage):
+        self.bm = bm
+        self.codec = bm.codec
+        self.count = 0
+        crc = CRC8[bm.crc_algorithm]
+        self.crc_fn, self.crc_batch = crc
+        self.keep = [i for i in range(bm.codec.length) if i != bm.crc_byte]
+        self.bits = frame_bits(bm.codec.length, bm.codec.is_extended)
+        self.next_page = 0
+        codec = bm.codec
+        self.enum_phys: dict[str, dict[str, float]] = {}
+        for page in bm.pages:
+            for s in page.slots:
+                if s.kind == "enum" and s.signal not in self.enum_phys:
+                    self.enum_phys[s.signal] = {
+                        lb: codec.to_phys(s.signal, raw) for lb, raw in s.to_raw.items()
+                    }
+        self.fill: dict[str, float] = {}  # "not available": every bit set
+        if bm.array is not None:
+            for page in bm.pages:
+                for s in page.slots:
+                    sig = codec_signal(bm, s.signal)
+                    raw = (1 << (sig.length - 1)) - 1 if sig.is_signed else (1 << sig.length) - 1
+                    self.fill[s.signal] = codec.to_phys(s.signal, raw)
+
+
+def codec_signal(bm: BoundMessage, name: str) -> Any:
+    return bm.codec.message.get_signal_by_name(name)
+
+
+class _Rx:
+    """Per-message receive state: last counter, expected length, range limits."""
+
+    def __init__(self, bm: BoundMessage):
+        self.bm = bm
+        self.last_counter: dict[str, int] = {}  # per receiving node
+        crc = CRC8[bm.crc_algorithm]
+        self.crc_fn = crc[0]
+        self.keep = [i for i in range(bm.codec.length) if i != bm.crc_byte]
+        self.ranges: dict[str, tuple[float, float]] = {}
+        msg = bm.codec.message
+        for s in msg.signals:
+            lo, hi = s.minimum, s.maximum
+            if lo is None or hi is None or (lo == 0 and hi == 0):
+                continue
+            raw_lo = -(1 << (s.length - 1)) if s.is_signed else 0
+            raw_hi = (1 << (s.length - 1)) - 1 if s.is_signed else (1 << s.length) - 1
+            p_lo, p_hi = sorted((raw_lo * s.scale + s.offset, raw_hi * s.scale + s.offset))
+            if lo > p_lo + 1e-9 * abs(p_lo) or hi < p_hi - 1e-9 * abs(p_hi):
+                self.ranges[s.name] = (lo - 1e-9 * abs(lo), hi + 1e-9 * abs(hi))
+        self.page_of: dict[int, Page] = {}
+        key = bm.page_signal or bm.codec.multiplexer
+        for p in bm.pages:
+            self.page_of[p.fixed.get(key, 0) if key else 0] = p
+        self.page_key = key
+
+
+class CanLink:
+    """Frames between the nodes of this process and the bus (``bus`` may be None)."""
+
+    def __init__(
+        self,
+        binding: Binding,
+        nodes: dict[str, NodeIO],
+        bus: can.BusABC | None = None,
+        log_writer: can.Listener | None = None,
+        log_interval_s: float = 10.0,
+        timestamp: Callable[[float], float] | None = None,
+    ):
+        self.binding = binding
+        self.nodes = nodes
+        self.bus = bus
+        self.writer = log_writer
+        self.stats = LinkStats()
+        self._tx = {name: _Tx(bm) for name, bm in binding.messages.items()}
+        self._rx = {bm.key: _Rx(bm) for bm in binding.messages.values()}
+        self._local_tx = {bm.key for bm in binding.messages.values() if bm.sender in nodes}
+        self._log_interval_s = log_interval_s
+        self._logged: set[tuple[str, int]] = set()
+        self._last_log: dict[str, float] = {}
+        self._since_log: Counter[str] = Counter()
+        self.timestamp = timestamp or (lambda t: t)
+        self.bus_ok = True
+        self.on_send_error: Callable[[Exception], None] | None = None
+
+    # ------------------------------------------------------------------ transmit
+
+    def send(self, t_s: float, name: str, page: int | None = None) -> int:
+        """Send message ``name`` from its sender's outputs: one page (``page``) or every
+        page. Returns the number of frames sent."""
+        tx = self._tx[name]
+        bm = tx.bm
+        node = self.nodes[bm.sender]
+        pages = bm.pages if page is None else (bm.pages[page],)
+        n = 0
+        for pg in pages:
+            data = self._encode(tx, pg, node.outputs)
+            self._emit(t_s, tx, data)
+            n += 1
+        return n
+
+    def _encode(self, tx: _Tx, page: Page, out: dict[str, Any]) -> bytearray:
+        bm = tx.bm
+        values: dict[str, Any] = dict(page.fixed)
+        for s in page.slots:
+            if s.index >= 0:
+                arr = out.get(s.value)
+                v = float(arr[s.index]) if arr is not None and s.index < len(arr) else math.nan
+                if s.kind == "flag":
+                    values[s.signal] = 1 if v == v and v else 0
+                else:
+                    values[s.signal] = v * s.factor if v == v else tx.fill[s.signal]
+                continue
+            v = out.get(s.value)
+            if s.kind == "enum":
+                values[s.signal] = tx.enum_phys[s.signal].get(v, 0) if v is not None else 0
+            elif s.kind == "flag":
+                values[s.signal] = 1 if v else 0
+            elif s.kind == "count":
+                values[s.signal] = int(v) if v is not None else 0
+            else:
+                values[s.signal] = v * s.factor if v is not None else math.nan
+        if bm.counter is not None:
+            values[bm.counter] = tx.count
+            tx.count = (tx.count + 1) % bm.counter_mod
+        data = bytearray(tx.codec.encode(values))
+        if bm.crc_byte >= 0:
+            keep = tx.keep
+            data[bm.crc_byte] = tx.crc_fn(bytes(data[i] for i in keep))
+        return data
+
+    def _emit(self, t_s: float, tx: _Tx, data: bytearray) -> None:
+        bm = tx.bm
+        msg = can.Message(
+            timestamp=self.timestamp(t_s),
+            arbitration_id=bm.codec.frame_id,
+            is_extended_id=bm.codec.is_extended,
+            data=data,
+            check=False,
+        )
+        self.stats.frames_tx += 1
+        self.stats.bits_tx += tx.bits
+        for role in bm.receivers:
+            node = self.nodes.get(role)
+            if node is not None:
+                self.stats.frames_local += 1
+                self._deliver(t_s, self._rx[bm.key], node, data)
+        if self.bus is not None and self.bus_ok:
+            try:
+                self.bus.send(msg, timeout=0.05)
+            except (can.CanError, OSError, ValueError) as exc:
+                self._count("send_error", bm.codec.frame_id, f"{bm.name}: {exc}", t_s)
+                if self.on_send_error is not None:
+                    self.on_send_error(exc)
+        if self.writer is not None:
+            self.writer.on_message_received(msg)
+
+    # ------------------------------------------------------------------ receive
+
+    def receive(self, t_s: float, msg: can.Message) -> None:
+        """A frame from the bus: checked, decoded, handed to the local receivers."""
+        self.stats.frames_rx += 1
+        if self.writer is not None:
+            logged = can.Message(
+                timestamp=self.timestamp(t_s),
+                arbitration_id=msg.arbitration_id,
+                is_extended_id=msg.is_extended_id,
+                is_remote_frame=msg.is_remote_frame,
+                is_error_frame=msg.is_error_frame,
+                dlc=msg.dlc,
+                data=msg.data,
+                is_rx=True,
+                check=False,
+            )
+            self.writer.on_message_received(logged)
+        aid = msg.arbitration_id
+        if msg.is_error_frame:
+            self._count("error_frame", aid, "error frame on the bus", t_s)
+            return
+        self.stats.bits_rx += frame_bits(len(msg.data), msg.is_extended_id)
+        if msg.is_remote_frame:
+            self._count("remote_frame", aid, "remote frame ignored", t_s)
+            return
+        key = (aid, bool(msg.is_extended_id))
+        rx = self._rx.get(key)
+        if rx is None:
+            known = self.binding.known.get(key)
+            if known is None:
+                self._count("unknown_id", aid, "identifier in no DBC file", t_s)
+            return
+        if key in self._local_tx:
+            self._count(
+                "id_conflict", aid, f"{rx.bm.name} is sent here and by another node", t_s
+            )
+            return
+        for role in rx.bm.receivers:
+            node = self.nodes.get(role)
+            if node is not None:
+                self._deliver(t_s, rx, node, bytes(msg.data))
+
+    def _deliver(self, t_s: float, rx: _Rx, node: NodeIO, data: bytes | bytearray) -> None:
+        bm = rx.bm
+        codec = bm.codec
+        if len(data) != codec.length:
+            self._count(
+                "bad_dlc", codec.frame_id, f"{bm.name}: {len(data)} bytes, DBC says {codec.length}", t_s
+            )
+            return
+        if bm.crc_byte >= 0:
+            crc = rx.crc_fn(bytes(data[i] for i in rx.keep))
+            if crc != data[bm.crc_byte]:
+                self._count("bad_crc", codec.frame_id, f"{bm.name}: CRC mismatch", t_s)
+                return
+        try:
+            values = codec.decode(data)
+        except (ValueError, KeyError) as exc:
+            self._count("decode_error", codec.frame_id, f"{bm.name}: {exc}", t_s)
+            return
+        if bm.counter is not None:
+            c = int(values[bm.counter])
+            last = rx.last_counter.get(node.name, -1)
+            if last >= 0 and c != (last + 1) % bm.counter_mod:
+                if c == last:
+                    self._count("counter_repeat", codec.frame_id, f"{bm.name}: repeated", t_s)
+                    return
+                self._count(
+                    "counter_jump", codec.frame_id, f"{bm.name}: {last} -> {c} (frames lost)", t_s
+                )
+            rx.last_counter[node.name] = c
+        page = rx.page_of.get(int(values.get(rx.page_key, 0))) if rx.page_key else rx.page_of[0]
+        if page is None:
+            self._count("out_of_range", codec.frame_id, f"{bm.name}: page {values[rx.page_key]}", t_s)
+            return
+        ranges = rx.ranges
+        inputs = node.inputs
+        for s in page.slots:
+            v = values[s.signal]
+            if s.signal in ranges:
+                lo, hi = ranges[s.signal]
+                if not lo <= v <= hi:
+                    self._count(
+                        "out_of_range", codec.frame_id, f"{bm.name}.{s.signal} = {v}", t_s
+                    )
+                    v = math.nan
+            if s.index >= 0:
+                arr = node.arrays.get(s.value)
+                if arr is not None and s.index < arr.size:
+                    arr[s.index] = (v != 0) if s.kind == "flag" else v / s.factor
+                    node.array_time[s.value][s.index] = t_s
+                continue
+            self._store(inputs, s, v, codec.frame_id, bm.name, t_s)
+        node.rx_time[bm.name] = t_s
+        node.on_message(t_s, bm.name)
+
+    def _store(
+        self, inputs: dict[str, Any], s: Slot, v: float, fid: int, name: str, t_s: float
+    ) -> None:
+        if s.kind == "enum":
+            label = s.to_label.get(int(v)) if v == v else None
+            if label is None:
+                self._count("out_of_range", fid, f"{name}.{s.signal} = {v}: not in the table", t_s)
+            inputs[s.value] = label
+        elif s.kind == "flag":
+            inputs[s.value] = bool(v)
+        elif s.kind == "count":
+            inputs[s.value] = int(v) if v == v else -1
+        else:
+            inputs[s.value] = v / s.factor
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _count(self, kind: str, frame_id: int, text: str, t_s: float) -> None:
+        self.stats.errors[kind] += 1
+        key = (kind, frame_id)
+        now = time.monotonic()
+        if key not in self._logged:
+            self._logged.add(key)
+            self._last_log.setdefault(kind, now)
+            _log.warning("t=%.3f s id 0x%X: %s: %s", t_s, frame_id, kind.replace("_", " "), text)
+            return
+        self._since_log[kind] += 1
+        if now - self._last_log.get(kind, 0.0) >= self._log_interval_s:
+            _log.warning(
+                "%s: %d more since the last report (last: id 0x%X, %s)",
+                kind.replace("_", " "),
+                self._since_log[kind],
+                frame_id,
+                text,
+            )
+            self._last_log[kind] = now
+            self._since_log[kind] = 0
+
+    def bus_load(self, bitrate: int, seconds: float) -> float:
+        """Fraction of the bus's capacity used by frames sent and received here."""
+        if seconds <= 0 or bitrate <= 0:
+            return 0.0
+        return (self.stats.bits_tx + self.stats.bits_rx) / (bitrate * seconds)

@@ -1,0 +1,542 @@
+"""The emulator's nodes: pack, bms, vcu and charger, peers on one CAN bus.
+
+Each node reads and writes named values only (``inputs``/``arrays`` filled by
+the link from received frames, ``outputs`` read by the link when one of its
+messages is due); none builds bytes. ``prepare(t, message)`` runs just before
+one of the node's messages is encoded, so what goes out is sampled then.
+
+- :class:`PackNode` is the plant with its cell monitoring units (CMU) and
+  power distribution unit (PDU: contactors, shunt, voltage sensing). It is
+  advanced exactly between events (the plant's steps are exact for a constant
+  current), applies contactor and bleed commands when they arrive, and opens
+  every contactor when the contactor command stops (100 ms), stops bleeding
+  when the balancing command stops (1 s). The physical load (the vehicle's
+  inverter, the charger) reaches it through :meth:`PackNode.set_load`, not CAN.
+- :class:`BmsNode` is the emulated firmware. It sees only decoded frames:
+  cell data missing for ``cell_data_timeout_s`` reads as NaN (an invalid
+  reading, which the firmware's plausibility checks turn into a fault).
+- :class:`VcuNode` plays a vehicle through a :class:`~bms.sim.mission.Mission`:
+  mode and contactor requests, heartbeat, and a traction current that
+  respects the BMS's limits.
+- :class:`ChargerNode` is a CC-CV DC charger that follows the BMS's request.
+
+Sign convention: positive current = discharge.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bms.canbus.vocab import CHECK_SIGNALS
+from bms.plant.sensors import Measurement
+
+if TYPE_CHECKING:
+    from bms.config import Config
+    from bms.firmware.bms import EmulatedBms
+    from bms.plant.pack import Pack
+    from bms.sim.mission import Mission
+
+__all__ = ["BmsNode", "ChargerNode", "Node", "PackNode", "VcuNode"]
+
+_STATE_LABEL = {
+    "STANDBY": "Standby",
+    "PRECHARGE": "Precharge",
+    "CLOSED_DRIVE": "ClosedDrive",
+    "CLOSED_CHARGE": "ClosedCharge",
+    "OPENING": "Opening",
+    "FAULT": "Fault",
+}
+LEVEL_LABEL = ("Ok", "Warning", "Alarm", "Fault")
+
+
+class Node:
+    """A node's named values; subclasses fill ``outputs`` and react to ``inputs``."""
+
+    name = "node"
+
+    def __init__(self, sizes: dict[str, int]):
+        self.outputs: dict[str, Any] = {}
+        self.inputs: dict[str, Any] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.array_time: dict[str, np.ndarray] = {}
+        self.rx_time: dict[str, float] = {}
+        self.sizes = sizes
+
+    def array(self, name: str, fill: float = math.nan) -> np.ndarray:
+        """The input array ``name`` (created on first use, sized from the pack)."""
+        arr = self.arrays.get(name)
+        if arr is None:
+            n = self.sizes.get(name, 0)
+            arr = self.arrays[name] = np.full(n, fill)
+            self.array_time[name] = np.full(n, -math.inf)
+        return arr
+
+    def start(self, t_s: float) -> None:
+        """Called once before the bus goes live."""
+
+    def prepare(self, t_s: float, message: str) -> None:
+        """Called just before one of this node's messages is encoded."""
+
+    def on_message(self, t_s: float, name: str) -> None:
+        """Called after a valid frame of message ``name`` was decoded into inputs."""
+
+    def fresh(self, message: str, t_s: float, timeout_s: float) -> bool:
+        return t_s - self.rx_time.get(message, -math.inf) <= timeout_s + 1e-9
+
+
+class PackNode(Node):
+    """The plant, its cell monitoring units and its power distribution unit."""
+
+    name = "pack"
+    CONTACTOR_TIMEOUT_S = 0.1
+    BLEED_TIMEOUT_S = 1.0
+
+    def __init__(self, pack: Pack, cfg: Config, contactor_msg: str, bleed_msg: str | None):
+        sizes = {
+            "cell_voltage_v": pack.n_series,
+            "temp_c": pack.sensors.n_temp_sensors,
+            "bleed": pack.n_series,
+        }
+        super().__init__(sizes)
+        self.pack = pack
+        self.sensors = pack.sensors
+        self.t_s = 0.0
+        self.demand_a = 0.0  # vehicle inverter, + = discharge
+        self.charger_a = 0.0  # charger into the pack, >= 0
+        self.contactor_msg = contactor_msg
+        self.bleed_msg = bleed_msg
+        self.bleed_paused = False
+        self.contactor_timeouts = 0
+        self._bleed_cmd = self.array("bleed", 0.0)
+        self.outputs.update(
+            cell_voltage_v=np.zeros(pack.n_series),
+            temp_c=np.zeros(sizes["temp_c"]),
+            current_a=0.0,
+            pack_voltage_v=0.0,
+            link_voltage_v=0.0,
+            main_pos_feedback=False,
+            main_neg_feedback=False,
+            precharge_feedback=False,
+        )
+
+    # the physics between events
+    def advance(self, t_s: float) -> None:
+        dt = t_s - self.t_s
+        if dt > 1e-12:
+            self.pack.step(self.demand_a - self.charger_a, dt)
+            self.t_s = t_s
+
+    def set_load(self, t_s: float, demand_a: float | None = None, charger_a: float | None = None):
+        """The vehicle's inverter and the charger change what they draw at ``t_s``."""
+        self.advance(t_s)
+        if demand_a is not None:
+            self.demand_a = demand_a
+        if charger_a is not None:
+            self.charger_a = charger_a
+
+    def start(self, t_s: float) -> None:
+        self.t_s = t_s
+
+    def prepare(self, t_s: float, message: str) -> None:
+        self.advance(t_s)
+        out = self.outputs
+        s = self.sensors
+        if message == "__cmu_pause__":
+            self.bleed_paused = True
+            self._apply_bleed(t_s)
+            return
+        if not self.fresh(self.contactor_msg, t_s, self.CONTACTOR_TIMEOUT_S):
+            if any(self.pack.contactors.actual.values()) and self.rx_time:
+                self.contactor_timeouts += 1
+            self.pack.contactors.command(main_pos=False, main_neg=False, precharge=False)
+        kind = self.kinds.get(message, ())
+        if "cell_voltage_v" in kind:
+            out["cell_voltage_v"] = s.cell_voltages()
+            self.bleed_paused = False
+            self._apply_bleed(t_s)
+        if "temp_c" in kind:
+            out["temp_c"] = s.temperatures()
+        if "current_a" in kind:
+            out["current_a"] = s.current()
+        if "pack_voltage_v" in kind:
+            out["pack_voltage_v"] = s.pack_voltage()
+        if "link_voltage_v" in kind:
+            out["link_voltage_v"] = s.bus_voltage()
+        if "main_pos_feedback" in kind:
+            fb = self.pack.contactors.actual
+            out["main_pos_feedback"] = fb["main_pos"]
+            out["main_neg_feedback"] = fb["main_neg"]
+            out["precharge_feedback"] = fb["precharge"]
+
+    kinds: dict[str, frozenset[str]] = {}  # message -> values it carries (set by the emulator)
+
+    def _apply_bleed(self, t_s: float) -> None:
+        on = self._bleed_cmd > 0.5
+        if self.bleed_paused or (
+            self.bleed_msg is not None and not self.fresh(self.bleed_msg, t_s, self.BLEED_TIMEOUT_S)
+        ):
+            on = np.zeros_like(on)
+        if not np.array_equal(on, self.pack.bleed_on):
+            self.pack.set_bleed(on)
+
+    def on_message(self, t_s: float, name: str) -> None:
+        if name == self.contactor_msg:
+            inp = self.inputs
+            cmd = {
+                "main_pos": bool(inp.get("main_pos_command")),
+                "main_neg": bool(inp.get("main_neg_command")),
+                "precharge": bool(inp.get("precharge_command")),
+            }
+            if cmd != self.pack.contactors.commanded:
+                self.advance(t_s)
+                self.pack.contactors.command(**cmd)
+        elif name == self.bleed_msg:
+            self.advance(t_s)
+            self._apply_bleed(t_s)
+
+
+class BmsNode(Node):
+    """The emulated BMS firmware behind its CAN interface."""
+
+    name = "bms"
+
+    def __init__(
+        self,
+        bms: EmulatedBms,
+        cfg: Config,
+        n_temp: int,
+        messages: dict[str, str],
+        cell_data_timeout_s: float = 0.35,
+        temp_data_timeout_s: float = 3.5,
+        current_timeout_s: float = 0.05,
+        heartbeat_timeout_s: float = 0.3,
+    ):
+        n_s = cfg.pack.series
+        super().__init__({"cell_voltage_v": n_s, "temp_c": n_temp, "bleed": n_s})
+        self.bms = bms
+        self.cfg = cfg
+        self.msg = messages  # role of a message -> its name in the binding
+        self.cell_data_timeout_s = cell_data_timeout_s
+        self.temp_data_timeout_s = temp_data_timeout_s
+        self.current_timeout_s = current_timeout_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.startup_timeout_s = 3.0
+        self._v = self.array("cell_voltage_v")
+        self._t = self.array("temp_c")
+        self._v_in = np.full(n_s, math.nan)
+        self._t_in = np.full(n_temp, math.nan)
+        self._reset_was = False
+        self.cell_data_timeouts = 0
+        self.last_outputs: Any = None
+        lim = cfg.firmware.limits
+        self.charge_voltage_v = n_s * lim.charge_taper_v[0]
+        self.outputs.update({v: "Ok" for v in CHECK_SIGNALS.values()})
+        self.outputs.update(
+            bms_state="Standby",
+            cell_voltage_v=self._v_in,
+            bleed=np.zeros(n_s),
+            current_a=0.0,
+            pack_voltage_v=0.0,
+            link_voltage_v=0.0,
+        )
+
+    def measurement(self, t_s: float) -> tuple[Measurement, bool]:
+        """What the firmware sees now, from the frames received; stale data reads NaN."""
+        v_in, t_in = self._v_in, self._t_in
+        np.copyto(v_in, self._v)
+        vt = self.array_time["cell_voltage_v"]
+        stale_v = vt < t_s - self.cell_data_timeout_s
+        tt = self.array_time["temp_c"]
+        stale_t = tt < t_s - self.temp_data_timeout_s
+        any_stale = bool(stale_v.any() or stale_t.any())
+        if any_stale:
+            v_in[stale_v] = math.nan
+        np.copyto(t_in, self._t)
+        if any_stale:
+            t_in[stale_t] = math.nan
+        inp = self.inputs
+        cur = self.msg.get("current")
+        i = inp.get("current_a", math.nan)
+        if cur is not None and not self.fresh(cur, t_s, self.current_timeout_s):
+            i = math.nan
+        volt_msg = self.msg.get("voltages")
+        fresh_v = volt_msg is None or self.fresh(volt_msg, t_s, self.current_timeout_s)
+        m = Measurement(
+            time_s=t_s,
+            cell_voltage_v=v_in,
+            temp_c=t_in,
+            current_a=i,
+            pack_voltage_v=inp.get("pack_voltage_v", math.nan) if fresh_v else math.nan,
+            bus_voltage_v=inp.get("link_voltage_v", math.nan) if fresh_v else math.nan,
+            contactor_feedback={
+                "main_pos": bool(inp.get("main_pos_feedback", False)),
+                "main_neg": bool(inp.get("main_neg_feedback", False)),
+                "precharge": bool(inp.get("precharge_feedback", False)),
+            },
+        )
+        return m, any_stale
+
+    def on_message(self, t_s: float, name: str) -> None:
+        if name == self.msg.get("command"):
+            inp = self.inputs
+            hb = self.msg.get("heartbeat")
+            if hb is not None and not self.fresh(hb, t_s, self.heartbeat_timeout_s):
+                return  # a command without a live vehicle controller is not trusted
+            close = inp.get("contactor_request") == "Close"
+            mode = inp.get("mode_request")
+            request = "standby"
+            if close and mode == "Drive":
+                request = "drive"
+            elif close and mode == "Charge":
+                request = "charge"
+            self.bms.vehicle_command(t_s, request)
+            reset = bool(inp.get("fault_reset"))
+            if reset and not self._reset_was:
+                self.bms.reset()
+            self._reset_was = reset
+
+    def tick(self, t_s: float) -> None:
+        """The firmware's 10 ms task, on what the bus delivered. Until every cell voltage
+        and temperature has arrived once, the firmware waits (contactors open): a BMS
+        does not start its SOC from readings it does not have."""
+        if not self.bms.started:
+            if not (
+                np.all(self.array_time["cell_voltage_v"] > -math.inf)
+                and np.all(self.array_time["temp_c"] > -math.inf)
+            ):
+                if t_s > self.startup_timeout_s:
+                    self.outputs["level_cell_data_timeout"] = "Fault"
+                    self.outputs["bms_state"] = "Fault"
+                return
+        m, stale = self.measurement(t_s)
+        if stale:
+            self.cell_data_timeouts += 1
+        out = self.bms.tick(t_s, m)
+        self.last_outputs = out
+        o = self.outputs
+        cmds = out.contactors
+        o["main_pos_command"] = cmds["main_pos"]
+        o["main_neg_command"] = cmds["main_neg"]
+        o["precharge_command"] = cmds["precharge"]
+        o["bms_state"] = _STATE_LABEL.get(out.state, "Fault")
+        o["level_cell_data_timeout"] = "Fault" if stale else "Ok"
+        o["current_a"] = m.current_a
+        o["pack_voltage_v"] = m.pack_voltage_v
+        o["link_voltage_v"] = m.bus_voltage_v
+
+    kinds: dict[str, frozenset[str]] = {}  # message -> values it carries (set by the emulator)
+
+    def prepare(self, t_s: float, message: str) -> None:
+        """Fill the reports a message carries just before it goes out."""
+        out = self.last_outputs
+        if out is None:
+            return
+        vals = self.kinds.get(message, frozenset())
+        o = self.outputs
+        bms = self.bms
+        if vals & _STATE_VALUES:
+            inp = self.inputs  # the auxiliary contacts, as the PDU reports them
+            o["main_pos_state"] = "Closed" if inp.get("main_pos_feedback") else "Open"
+            o["main_neg_state"] = "Closed" if inp.get("main_neg_feedback") else "Open"
+            o["precharge_state"] = "Closed" if inp.get("precharge_feedback") else "Open"
+            levels = out.protection.levels
+            worst = max(levels.values(), default=0)
+            o["protection_level"] = LEVEL_LABEL[worst]
+            o["fault_latched"] = bool(out.protection.latched)
+            for check, value in CHECK_SIGNALS.items():
+                if check in levels:
+                    o[value] = LEVEL_LABEL[levels[check]]
+            text = " ".join(sorted(bms.contactors.faults)).lower()
+            o["contactor_fault"] = (
+                "PrechargeFailed"
+                if "precharge" in text
+                else "Welded"
+                if "weld" in text
+                else "FeedbackLost"
+                if "lost" in text
+                else "None"
+            )
+        if vals & _LIMIT_VALUES:
+            lim = out.limits
+            o["charge_current_limit_a"] = lim.charge_a
+            o["discharge_current_limit_a"] = lim.discharge_a
+            o["charge_voltage_limit_v"] = self.charge_voltage_v
+            charging = out.state == "CLOSED_CHARGE"
+            o["charge_enable"] = charging and lim.charge_a > 0.0
+            o["charge_voltage_request_v"] = self.charge_voltage_v
+            o["charge_current_request_a"] = lim.charge_a if charging else 0.0
+        if vals & _SOC_VALUES:
+            soc = out.soc
+            if soc is not None:
+                o["soc_display_perc"] = 100.0 * soc.display
+                o["soc_min_perc"] = 100.0 * soc.min
+                o["soc_max_perc"] = 100.0 * soc.max
+                o["soc_mean_perc"] = 100.0 * soc.mean
+                o["soe_kwh"] = soc.soe_wh / 1000.0
+            nominal = bms.model.capacity_as / 3600.0
+            cap = float(np.min(bms.soh.capacity_ah))
+            o["soh_perc"] = min(100.0, 100.0 * cap / nominal) if nominal > 0 else 0.0
+        if vals & _CELL_VALUES:
+            v = self._v_in
+            if np.isfinite(v).any():
+                hi, lo = int(np.nanargmax(v)), int(np.nanargmin(v))
+                o["max_cell_voltage_v"] = float(v[hi])
+                o["min_cell_voltage_v"] = float(v[lo])
+                o["max_cell_group"] = hi + 1
+                o["min_cell_group"] = lo + 1
+                o["cell_voltage_spread_v"] = float(v[hi] - v[lo])
+            bleed = bms.bleed_request
+            o["bleed"] = bleed
+            o["balancing_active"] = bool(bleed.any())
+            o["bleeding_groups"] = int(bleed.sum())
+        if vals & _TEMP_VALUES:
+            t = self._t_in
+            if np.isfinite(t).any():
+                hi, lo = int(np.nanargmax(t)), int(np.nanargmin(t))
+                o["max_temp_c"] = float(t[hi])
+                o["min_temp_c"] = float(t[lo])
+                o["max_temp_sensor"] = hi + 1
+                o["min_temp_sensor"] = lo + 1
+                o["mean_temp_c"] = float(np.nanmean(t))
+
+
+_STATE_VALUES = frozenset(
+    {
+        "main_pos_state",
+        "main_neg_state",
+        "precharge_state",
+        "protection_level",
+        "fault_latched",
+        "contactor_fault",
+        *CHECK_SIGNALS.values(),
+    }
+)
+_LIMIT_VALUES = frozenset(
+    {
+        "charge_current_limit_a",
+        "discharge_current_limit_a",
+        "charge_voltage_limit_v",
+        "charge_enable",
+        "charge_voltage_request_v",
+        "charge_current_request_a",
+    }
+)
+_SOC_VALUES = frozenset(
+    {"soc_display_perc", "soc_min_perc", "soc_max_perc", "soc_mean_perc", "soh_perc", "soe_kwh"}
+)
+_CELL_VALUES = frozenset(
+    {
+        "max_cell_voltage_v",
+        "min_cell_voltage_v",
+        "max_cell_group",
+        "min_cell_group",
+        "cell_voltage_spread_v",
+        "bleed",
+        "balancing_active",
+        "bleeding_groups",
+    }
+)
+_TEMP_VALUES = frozenset(
+    {"max_temp_c", "min_temp_c", "max_temp_sensor", "min_temp_sensor", "mean_temp_c"}
+)
+
+
+class VcuNode(Node):
+    """A vehicle controller that follows a mission and respects the BMS's limits."""
+
+    name = "vcu"
+
+    def __init__(self, mission: Mission, pack: PackNode | None, one_c_a: float):
+        super().__init__({})
+        self.mission = mission
+        self.pack = pack
+        self.one_c_a = one_c_a
+        self.outputs.update(
+            mode_request="Standby", contactor_request="Open", fault_reset=False, vcu_state="Ready"
+        )
+        self.demand_a = 0.0
+        self.limited_s = 0.0  # time the demand was cut to the BMS's limit
+
+    def step(self, t_s: float, dt_s: float) -> None:
+        """The VCU's own task: follow the mission, set the traction current."""
+        inp = self.inputs
+        self.mission.update(t_s, self)
+        want = self.mission.current_a(t_s)
+        state = inp.get("bms_state")
+        i = 0.0
+        if state == "ClosedDrive":
+            dis = inp.get("discharge_current_limit_a", 0.0)
+            chg = inp.get("charge_current_limit_a", 0.0)
+            dis = dis if dis == dis else 0.0
+            chg = chg if chg == chg else 0.0
+            i = min(max(want, -chg), dis)
+            if i != want:
+                self.limited_s += dt_s
+        if i != self.demand_a:
+            self.demand_a = i
+            if self.pack is not None:
+                self.pack.set_load(t_s, demand_a=i)
+
+
+class ChargerNode(Node):
+    """A DC charger: constant current up to the requested voltage, then constant voltage."""
+
+    name = "charger"
+    REQUEST_TIMEOUT_S = 0.5
+
+    def __init__(
+        self,
+        pack: PackNode | None,
+        request_msg: str,
+        max_current_a: float = 500.0,
+        max_power_w: float = 300e3,
+        gain_a_per_v: float = 20.0,
+        ramp_a_per_s: float = 100.0,
+    ):
+        super().__init__({})
+        self.pack = pack
+        self.request_msg = request_msg
+        self.max_current_a = max_current_a
+        self.max_power_w = max_power_w
+        self.gain_a_per_v = gain_a_per_v
+        self.ramp_a_per_s = ramp_a_per_s
+        self.current_a = 0.0
+        self.outputs.update(
+            charger_voltage_v=0.0,
+            charger_current_a=0.0,
+            charger_state="Off",
+            charger_hardware_fault=False,
+            charger_overtemp=False,
+            charger_input_fault=False,
+            charger_comm_timeout=False,
+        )
+
+    def step(self, t_s: float, dt_s: float) -> None:
+        inp = self.inputs
+        fresh = self.fresh(self.request_msg, t_s, self.REQUEST_TIMEOUT_S)
+        enabled = fresh and bool(inp.get("charge_enable"))
+        v_out = 0.0
+        if self.pack is not None:
+            self.pack.advance(t_s)
+            v_out = self.pack.pack.contactors.bus_voltage_v
+        state = "Off"
+        i = 0.0
+        if enabled and v_out > 50.0:
+            v_req = float(inp.get("charge_voltage_request_v", 0.0))
+            i_req = float(inp.get("charge_current_request_a", 0.0))
+            i_max = max(0.0, min(i_req, self.max_current_a, self.max_power_w / max(v_out, 1.0)))
+            i_cv = self.current_a + self.gain_a_per_v * (v_req - v_out) * dt_s * 5.0
+            ramp = self.current_a + self.ramp_a_per_s * dt_s
+            i = max(0.0, min(i_max, i_cv, ramp))
+            state = "ConstantVoltage" if i < i_max - 1e-6 and v_out >= v_req - 1.0 else "ConstantCurrent"
+        self.current_a = i
+        o = self.outputs
+        o["charger_voltage_v"] = v_out
+        o["charger_current_a"] = i
+        o["charger_state"] = state
+        o["charger_comm_timeout"] = not fresh and self.rx_time.get(self.request_msg) is not None
+        if self.pack is not None and i != self.pack.charger_a:
+            self.pack.set_load(t_s, charger_a=i)

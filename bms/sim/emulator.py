@@ -1,0 +1,457 @@
+"""The emulator: nodes on one bus, driven by one scheduler.
+
+``Emulator`` builds the nodes that run here (pack, bms, vcu, charger: any
+subset; real hardware plays the others), checks the binding of the DBC
+files against them, warms every numba kernel up, then runs them on virtual
+time (deterministic, as fast as the CPU allows) or real time (absolute
+deadlines). Every cyclic message goes out at its DBC period; a message in
+pages sends them evenly over the period (``spread``) or all at once
+(``burst``). Frames between local nodes are delivered from their bytes, as
+on a bus, and also sent on the python-can bus for everyone else.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import can
+import numpy as np
+
+from bms.canbus.binding import Binding, BoundMessage, load_binding
+from bms.canbus.bus import BusSpec, open_bus
+from bms.canbus.link import CanLink, frame_bits
+from bms.canbus.nodes import BmsNode, ChargerNode, Node, PackNode, VcuNode
+from bms.canbus.vocab import ROLES
+from bms.chemistry import load_chemistry
+from bms.config import Config
+from bms.errors import ConfigError
+from bms.firmware.bms import EmulatedBms
+from bms.plant.pack import Pack
+from bms.sim.clock import Scheduler
+from bms.sim.mission import Mission, make_mission
+
+__all__ = ["Emulator", "RunSummary", "parse_nodes"]
+
+LOG_SUFFIXES = (".asc", ".blf", ".log", ".csv", ".trc", ".mf4")
+
+
+def parse_nodes(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"pack,vcu"`` -> ("pack", "vcu"), checked; ``"all"`` is every node."""
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
+    items = [s for s in items if s]
+    if items == ["all"]:
+        return ROLES
+    bad = [s for s in items if s not in ROLES]
+    if bad or not items:
+        raise ConfigError(
+            f"unknown node {', '.join(bad) or '(none)'}; choose from {', '.join(ROLES)} or all",
+            field="--nodes",
+        )
+    return tuple(r for r in ROLES if r in items)
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``to_dict`` is the machine-readable summary (--summary FILE.json)."""
+
+    simulated_s: float = 0.0
+    wall_s: float = 0.0
+    nodes: tuple[str, ...] = ()
+    bus: str = ""
+    frames: dict[str, Any] = field(default_factory=dict)
+    bus_load: float = 0.0
+    bus_load_dbc: float = 0.0
+    overruns: int = 0
+    skipped_periods: int = 0
+    soc_true: dict[str, float] = field(default_factory=dict)
+    soc_estimated: dict[str, float] = field(default_factory=dict)
+    faults_seen: list[str] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    stopped_by: str = ""
+
+    @property
+    def speed_factor(self) -> float:
+        return self.simulated_s / self.wall_s if self.wall_s > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "simulated_s": round(self.simulated_s, 6),
+            "wall_s": round(self.wall_s, 3),
+            "speed_factor": round(self.speed_factor, 2) if self.wall_s > 0 else None,
+            "nodes": list(self.nodes),
+            "bus": self.bus,
+            **self.frames,
+            "bus_load": round(self.bus_load, 4),
+            "bus_load_dbc": round(self.bus_load_dbc, 4),
+            "overruns": self.overruns,
+            "skipped_periods": self.skipped_periods,
+            "soc_true": self.soc_true,
+            "soc_estimated": self.soc_estimated,
+            "faults_seen": self.faults_seen,
+            "phases": self.phases,
+            "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
+        }
+
+
+class Emulator:
+    """Pack, BMS, VCU and charger nodes on one CAN bus (any subset of them)."""
+
+    def __init__(
+        self,
+        cfg: Config | None = None,
+        *,
+        nodes: Iterable[str] = ROLES,
+        binding: str | Path | None = None,
+        bus: can.BusABC | BusSpec | None = None,
+        mission: Mission | None = None,
+        speed: float | None = None,
+        log_path: str | Path | None = None,
+        nvm_path: str | Path | None = None,
+        vcu_period_s: float = 0.1,
+        charger_period_s: float = 0.1,
+    ):
+        self.cfg = cfg = cfg if cfg is not None else Config()
+        self.roles = parse_nodes(list(nodes))
+        chem = load_chemistry(cfg.pack.chemistry)
+        self.pack = Pack(cfg, chem)  # sizes and sensor layout; the plant when "pack" runs here
+        n_temp = self.pack.sensors.n_temp_sensors
+        self.sizes = {"cell_voltage_v": cfg.pack.series, "temp_c": n_temp, "bleed": cfg.pack.series}
+        self.binding: Binding = load_binding(binding, self.sizes, self.roles)
+        b = self.binding
+        one_c = chem.capacity_ah * cfg.pack.parallel
+        self.mission = mission if mission is not None else make_mission("city-bus-day", one_c)
+
+        self.nodes: dict[str, Node] = {}
+        pack_node: PackNode | None = None
+        if "pack" in self.roles:
+            contactor = self._carrying("pack", "main_pos_command", rx=True)
+            bleed = self._carrying("pack", "bleed", rx=True, required=False)
+            pack_node = PackNode(self.pack, cfg, contactor, bleed)
+            pack_node.kinds = {m.name: frozenset(m.values()) for m in b.sent_by("pack")}
+            self.nodes["pack"] = pack_node
+        self.bms: EmulatedBms | None = None
+        if "bms" in self.roles:
+            self.bms = EmulatedBms(cfg, chem, self.pack.sensors.temp_sensor_cells, nvm_path)
+            msgs = {
+                "command": self._carrying("bms", "mode_request", rx=True),
+                "heartbeat": self._carrying("bms", "vcu_state", rx=True, required=False),
+                "current": self._carrying("bms", "current_a", rx=True),
+                "voltages": self._carrying("bms", "link_voltage_v", rx=True),
+            }
+            bms_node = BmsNode(self.bms, cfg, n_temp, {k: v for k, v in msgs.items() if v})
+            bms_node.kinds = {m.name: frozenset(m.values()) for m in b.sent_by("bms")}
+            self.nodes["bms"] = bms_node
+        if "vcu" in self.roles:
+            self.nodes["vcu"] = VcuNode(self.mission, pack_node, one_c)
+        if "charger" in self.roles:
+            req = self._carrying("charger", "charge_enable", rx=True)
+            self.nodes["charger"] = ChargerNode(pack_node, req)
+
+        self.scheduler = Scheduler(speed)
+        self._bus_spec: BusSpec | None = None
+        self._own_bus = False
+        if isinstance(bus, BusSpec):
+            self._bus_spec = bus.resolved()
+            self.bus: can.BusABC | None = open_bus(self._bus_spec)
+            self._own_bus = True
+        else:
+            self.bus = bus
+        self.bitrate = self._bus_spec.bitrate if self._bus_spec else 500_000
+        self._writer: Any = None
+        if log_path is not None:
+            suffix = Path(log_path).suffix.lower()
+            if suffix not in LOG_SUFFIXES:
+                self.close()
+                raise ConfigError(
+                    f"unknown log format {suffix or '(none)'}; use one of {', '.join(LOG_SUFFIXES)}",
+                    field="--log",
+                )
+            try:
+                self._writer = can.Logger(str(log_path))
+            except (OSError, ValueError, ImportError) as exc:
+                self.close()
+                raise ConfigError(f"cannot write {log_path}: {exc}", field="--log") from None
+        self._t0_wall = 0.0
+        stamp = (lambda t: t) if speed is None else (lambda t: self._t0_wall + t)
+        self.link = CanLink(b, self.nodes, self.bus, self._writer, timestamp=stamp)  # type: ignore[arg-type]
+        self._rxq: queue.SimpleQueue[can.Message] = queue.SimpleQueue()
+        self._rx_thread: threading.Thread | None = None
+        self._stop_rx = threading.Event()
+        self.faults_seen: list[str] = []
+        self._fault_set: set[str] = set()
+        self._scheduled = False
+        self.started = False
+
+    # ------------------------------------------------------------------ set-up
+
+    def _carrying(self, role: str, value: str, rx: bool, required: bool = True) -> str:
+        for m in self.binding.messages.values():
+            if value in m.values() and (role in m.receivers if rx else m.sender == role):
+                return m.name
+        if required:
+            raise ConfigError(f"no bound message carries {value!r} to the {role} node")
+        return ""
+
+    def _schedule(self) -> None:
+        sch = self.scheduler
+        b = self.binding
+        pause_s = 0.0
+        bal = self.cfg.firmware.balancing
+        for i, bm in enumerate(b.messages.values()):
+            if bm.sender not in self.nodes or bm.period_s is None:
+                continue
+            node = self.nodes[bm.sender]
+            offset = 0.0
+            if isinstance(node, PackNode) and "cell_voltage_v" in bm.values() and bm.array:
+                # the units open the bleed switches, measure after the pause, then send
+                pause_s = bal.measure_pause_fraction * bm.period_s
+                if pause_s > 0:
+                    sch.every(bm.period_s, self._pause_task(node), name="cmu pause")
+                offset = pause_s
+            self._schedule_message(bm, node, offset)
+        if "bms" in self.nodes:
+            bms_node = self.nodes["bms"]
+            assert isinstance(bms_node, BmsNode)
+            sch.every(self.cfg.firmware.measure_period_s, bms_node.tick, name="bms 10 ms task")
+        if "vcu" in self.nodes:
+            vcu = self.nodes["vcu"]
+            assert isinstance(vcu, VcuNode)
+            sch.every(0.1, lambda t, v=vcu: v.step(t, 0.1), name="vcu task")
+        if "charger" in self.nodes:
+            chg = self.nodes["charger"]
+            assert isinstance(chg, ChargerNode)
+            sch.every(0.1, lambda t, c=chg: c.step(t, 0.1), name="charger task")
+
+    def _pause_task(self, node: PackNode) -> Callable[[float], None]:
+        return lambda t: node.prepare(t, "__cmu_pause__")
+
+    def _schedule_message(self, bm: BoundMessage, node: Node, offset_s: float) -> None:
+        link = self.link
+        name = bm.name
+        n_pages = len(bm.pages)
+        if n_pages > 1 and bm.spread:
+            state = {"page": 0}
+
+            def send_page(t: float) -> None:
+                node.prepare(t, name)
+                link.send(t, name, state["page"])
+                state["page"] = (state["page"] + 1) % n_pages
+
+            self.scheduler.every(bm.period_s / n_pages, send_page, name=name, offset_s=offset_s)  # type: ignore[operator]
+        else:
+
+            def send_all(t: float) -> None:
+                node.prepare(t, name)
+                link.send(t, name)
+
+            self.scheduler.every(bm.period_s, send_all, name=name, offset_s=offset_s)  # type: ignore[arg-type]
+
+    def dbc_bus_load(self) -> float:
+        """Bus load the DBC's periods give for this pack (all nodes), worst-case bits."""
+        bits = 0.0
+        for bm in self.binding.messages.values():
+            if bm.period_s:
+                bits += len(bm.pages) * frame_bits(bm.codec.length, bm.is_extended) / bm.period_s
+        return bits / self.bitrate
+
+    def warm_up(self) -> None:
+        """Compile (or load) every numba kernel and run each node's code path once, so no
+        first-call compile stalls the bus later."""
+        self.pack.warm_up()
+        if self.bms is not None:
+            probe = EmulatedBms(
+                self.cfg,
+                load_chemistry(self.cfg.pack.chemistry),
+                self.pack.sensors.temp_sensor_cells,
+            )
+            m = self.pack.sensors.measure()
+            for k in range(12):
+                probe.tick(k * self.cfg.firmware.measure_period_s, m)
+
+    # ------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.warm_up()
+        self._schedule()
+        for node in self.nodes.values():
+            node.start(self.scheduler.now_s)
+        self._t0_wall = time.time()
+        if self.bus is not None and self.scheduler.realtime:
+            self._rx_thread = threading.Thread(target=self._rx_loop, name="can-rx", daemon=True)
+            self._rx_thread.start()
+            self.scheduler.idle = self._idle
+        self.started = True
+
+    def _rx_loop(self) -> None:
+        bus = self.bus
+        assert bus is not None
+        while not self._stop_rx.is_set():
+            try:
+                msg = bus.recv(0.05)
+            except (can.CanError, OSError, ValueError):
+                time.sleep(0.05)
+                continue
+            if msg is not None:
+                self._rxq.put(msg)
+
+    def _idle(self, remaining_s: float) -> None:
+        """Real time: wait for frames until the next deadline, handling each at once."""
+        try:
+            wait = remaining_s - 0.0003
+            msg = self._rxq.get(timeout=wait) if wait > 0 else self._rxq.get_nowait()
+        except queue.Empty:
+            return
+        self._drain_rx(msg)
+
+    def _drain_rx(self, first: can.Message | None = None) -> None:
+        sch = self.scheduler
+        if sch.realtime:
+            t = (time.perf_counter() - sch._wall0) * (sch.speed or 1.0)
+            t = max(t, sch.now_s)
+            if first is not None:
+                self.link.receive(t, first)
+            while True:
+                try:
+                    self.link.receive(t, self._rxq.get_nowait())
+                except queue.Empty:
+                    return
+        bus = self.bus
+        if bus is None:
+            return
+        while True:
+            try:
+                msg = bus.recv(0.0)
+            except (can.CanError, OSError, ValueError):
+                return
+            if msg is None:
+                return
+            self.link.receive(sch.now_s, msg)
+
+    def run(
+        self,
+        duration_s: float | None = None,
+        status: Callable[[Emulator], None] | None = None,
+        status_every_s: float = 1.0,
+    ) -> RunSummary:
+        """Run until the mission ends or ``duration_s`` (simulated) has passed. Ctrl-C
+        stops cleanly: the summary and the log are complete up to that moment."""
+        self.start()
+        sch = self.scheduler
+        end = duration_s if duration_s is not None else math.inf
+        wall0 = time.perf_counter()
+        next_status = wall0 + status_every_s
+        summary = RunSummary(nodes=self.roles, bus=self._bus_spec.describe() if self._bus_spec else "")
+        chunk = 0.1 if not sch.realtime else 0.05
+        try:
+            while sch.now_s < end - 1e-9:
+                target = min(end, sch.now_s + chunk)
+                if not sch.realtime and self.bus is not None:
+                    self._drain_rx()
+                sch.run_until(target)
+                self._watch_faults()
+                if "vcu" in self.nodes and self.mission.done:
+                    summary.stopped_by = "mission complete"
+                    break
+                if status is not None and time.perf_counter() >= next_status:
+                    status(self)
+                    next_status += status_every_s
+            else:
+                summary.stopped_by = "duration reached"
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            summary.stopped_by = "interrupted"
+        summary.wall_s = time.perf_counter() - wall0
+        summary.simulated_s = sch.now_s
+        self._fill(summary)
+        return summary
+
+    def _watch_faults(self) -> None:
+        if self.bms is None:
+            return
+        for name in self.bms.protections.status.latched | self.bms.contactors.faults:
+            if name not in self._fault_set:
+                self._fault_set.add(name)
+                self.faults_seen.append(f"{self.scheduler.now_s:.1f} s: {name}")
+
+    def _fill(self, s: RunSummary) -> None:
+        s.frames = self.link.stats.to_dict()
+        s.bus_load = self.link.bus_load(self.bitrate, s.simulated_s)
+        s.bus_load_dbc = self.dbc_bus_load()
+        s.overruns = self.scheduler.stats.overruns
+        s.skipped_periods = self.scheduler.stats.skipped_periods
+        if "pack" in self.nodes:
+            soc = self.pack.soc
+            s.soc_true = {"min": float(soc.min()), "mean": float(soc.mean()), "max": float(soc.max())}
+        if self.bms is not None and self.bms.started:
+            est = self.bms.soc.soc
+            s.soc_estimated = {
+                "min": float(np.min(est)),
+                "mean": float(np.mean(est)),
+                "max": float(np.max(est)),
+            }
+        s.faults_seen = list(self.faults_seen)
+        s.phases = list(self.mission.log)
+
+    def status_line(self) -> str:
+        """One line: simulated time, speed, SOC, pack V and A, cells, state, frames/s, errors."""
+        sch = self.scheduler
+        t = sch.now_s
+        hh, rem = divmod(int(t), 3600)
+        mm, ss = divmod(rem, 60)
+        wall = max(time.perf_counter() - getattr(self, "_status_wall0", time.perf_counter()), 1e-9)
+        sent = self.link.stats.frames_tx + self.link.stats.frames_rx
+        prev_t, prev_sent, prev_wall = getattr(self, "_status_prev", (0.0, 0, 0.0))
+        now_wall = time.perf_counter()
+        dw = now_wall - prev_wall if prev_wall else wall
+        speed = (t - prev_t) / dw if dw > 0 else 0.0
+        fps = (sent - prev_sent) / dw if dw > 0 else 0.0
+        self._status_prev = (t, sent, now_wall)
+        parts = [f"{hh:02d}:{mm:02d}:{ss:02d}", f"x{speed:,.0f}"]
+        if self.bms is not None and self.bms.started:
+            bn = self.nodes["bms"]
+            o = bn.outputs
+            soc = o.get("soc_display_perc")
+            if soc is not None:
+                parts.append(f"SOC {soc:5.1f}%")
+            parts.append(f"{o.get('pack_voltage_v', 0.0):6.1f} V {o.get('current_a', 0.0):+7.1f} A")
+            if "min_cell_voltage_v" in o:
+                parts.append(f"cell {o['min_cell_voltage_v']:.3f}-{o['max_cell_voltage_v']:.3f} V")
+            parts.append(str(o.get("bms_state", "")))
+        elif "pack" in self.nodes:
+            parts.append(f"{self.pack.voltage_v:6.1f} V {self.pack.current_a:+7.1f} A")
+        errs = sum(self.link.stats.errors.values())
+        parts.append(f"{fps:,.0f} fr/s")
+        parts.append(f"err {errs}")
+        if sch.realtime:
+            parts.append(f"overruns {sch.stats.overruns}")
+        return "  ".join(parts)
+
+    def close(self) -> None:
+        """Stop receiving, flush the log, shut the bus down (if opened here)."""
+        self._stop_rx.set()
+        if self._rx_thread is not None:
+            self._rx_thread.join(timeout=1.0)
+            self._rx_thread = None
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
+        if self._own_bus and self.bus is not None:
+            self.bus.shutdown()
+            self.bus = None
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

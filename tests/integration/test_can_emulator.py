@@ -1,0 +1,256 @@
+"""The emulator on a virtual CAN bus: closed loop, values on the bus, periods, determinism."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from pathlib import Path
+
+import can
+import cantools
+import numpy as np
+import pytest
+
+from bms.canbus.binding import DBC_DIR, load_binding
+from bms.config import Config, PackConfig
+from bms.sim.emulator import Emulator
+from bms.sim.mission import Mission, Phase
+
+_channels = itertools.count()
+
+
+def _db() -> cantools.database.can.Database:
+    db = cantools.database.can.Database()
+    for f in ("bms_vehicle.dbc", "bms_pack.dbc", "charger.dbc"):
+        db.add_dbc_file(str(DBC_DIR / f))
+    return db
+
+
+def _drive(current_a: float, seconds: float, ready_s: float = 0.5) -> Mission:
+    n = int(seconds / 0.1)
+    return Mission("test", [Phase("drive", seconds, np.full(n, current_a), 0.1)], 280.0, ready_s)
+
+
+@pytest.fixture
+def buses():
+    """The emulator's bus and a listener on the same virtual channel."""
+    ch = f"test-emu-{next(_channels)}"
+    emu_bus = can.Bus(interface="virtual", channel=ch, receive_own_messages=False)
+    listener = can.Bus(interface="virtual", channel=ch, receive_own_messages=False)
+    yield emu_bus, listener
+    emu_bus.shutdown()
+    listener.shutdown()
+
+
+def _drain(bus: can.BusABC) -> list[can.Message]:
+    out = []
+    while (m := bus.recv(0.0)) is not None:
+        out.append(m)
+    return out
+
+
+def test_vcu_request_closes_contactors_through_precharge(buses) -> None:
+    emu_bus, listener = buses
+    db = _db()
+    state = db.get_message_by_name("BMS_State")
+    with Emulator(bus=emu_bus, mission=_drive(100.0, 20.0)) as emu:
+        seen = []
+        for _ in range(40):
+            emu.run(emu.scheduler.now_s + 0.5)
+            for m in _drain(listener):
+                if m.arbitration_id == state.frame_id:
+                    seen.append(state.decode(m.data)["BmsState"])
+        states = [str(s) for s, _ in itertools.groupby(seen)]
+        assert states[:3] == ["Standby", "Precharge", "ClosedDrive"]
+        assert emu.pack.contactors.closed
+        assert emu.pack.current_a == pytest.approx(100.0)
+        # precharge took less than its timeout: count the Precharge reports (100 ms each)
+        assert 1 <= seen.count("Precharge") <= 10
+
+
+def test_bus_values_equal_firmware_values_within_one_lsb(buses) -> None:
+    emu_bus, listener = buses
+    db = _db()
+    with Emulator(bus=emu_bus, mission=_drive(150.0, 60.0)) as emu:
+        emu.run(30.0)  # stops right after the 100 ms and 1 s frames of t = 30 s
+        frames = _drain(listener)
+        last = {}
+        for m in frames:
+            msg = db.get_message_by_frame_id(m.arbitration_id)
+            last[msg.name] = msg.decode(m.data, decode_choices=False)
+        bms = emu.bms
+        soc = bms.soc.pack()
+        assert last["BMS_Soc"]["SocMean"] == pytest.approx(100 * soc.mean, abs=0.1)
+        assert last["BMS_Soc"]["SocMin"] == pytest.approx(100 * soc.min, abs=0.1)
+        assert last["BMS_Soc"]["SocDisplay"] == pytest.approx(100 * soc.display, abs=0.1)
+        lim = bms._limits
+        assert last["BMS_Limits"]["ChargeCurrentLimit"] == pytest.approx(lim.charge_a, abs=0.1)
+        assert last["BMS_Limits"]["DischargeCurrentLimit"] == pytest.approx(
+            lim.discharge_a, abs=0.1
+        )
+        gain = emu.cfg.sensors.current.gain_error  # the shunt's fixed gain error
+        assert last["BMS_PackData"]["PackCurrent"] == pytest.approx(150.0 * (1 + gain), abs=0.25)
+        # every page of cell voltages carries what the firmware saw when the page went out
+        cells = db.get_message_by_name("BMS_CellVoltages")
+        n = emu.cfg.pack.series
+        node = emu.nodes["bms"]
+        snapshots = []
+        prepare = node.prepare
+
+        def spy(t, message):
+            prepare(t, message)
+            if message == "BMS_CellVoltages":
+                snapshots.append(node.outputs["cell_voltage_v"].copy())
+
+        node.prepare = spy
+        checked = set()
+        for _ in range(60):  # one page every 20 ms
+            emu.run(emu.scheduler.now_s + 0.02)
+            for m in _drain(listener):
+                if m.arbitration_id != cells.frame_id:
+                    continue
+                d = cells.decode(m.data)
+                p = d["CellVoltagesPage"]
+                seen = snapshots.pop(0)
+                for k in range(4):
+                    if 4 * p + k < n:
+                        assert d[f"CellVoltage{k + 1}"] == pytest.approx(seen[4 * p + k], abs=1e-3)
+                        checked.add(4 * p + k)
+        assert checked == set(range(n))
+        seen = node.outputs["cell_voltage_v"]
+        # ... which are the units' readings of the true voltages (sensor error, 1 mV steps)
+        np.testing.assert_allclose(seen, emu.pack.group_voltage_v, atol=0.02)
+
+
+def test_every_message_is_sent_at_its_dbc_period(tmp_path) -> None:
+    log = tmp_path / "run.log"
+    with Emulator(mission=_drive(50.0, 10.0), log_path=log) as emu:
+        emu.run(5.0)
+    db = _db()
+    times: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for m in can.LogReader(str(log)):
+        msg = db.get_message_by_frame_id(m.arbitration_id)
+        page = 0
+        for sig in ("CellVoltagesPage", "TemperaturesPage", "BalancingPage"):
+            if any(s.name == sig for s in msg.signals):
+                page = msg.decode(m.data, decode_choices=False)[sig]
+        times[(m.arbitration_id, page)].append(m.timestamp)
+    assert {db.get_message_by_frame_id(k[0]).name for k in times} == {
+        m.name for m in db.messages
+    }
+    for (fid, page), ts in times.items():
+        msg = db.get_message_by_frame_id(fid)
+        if len(ts) < 3:
+            continue
+        periods = np.diff(ts)
+        np.testing.assert_allclose(periods, msg.cycle_time / 1000.0, atol=1e-6, err_msg=msg.name)
+
+
+def test_the_same_seed_gives_an_identical_can_log(tmp_path) -> None:
+    def run(seed: int, name: str) -> bytes:
+        cfg = Config(pack=PackConfig(seed=seed))
+        path = tmp_path / name
+        with Emulator(cfg, mission=_drive(80.0, 10.0), log_path=path) as emu:
+            emu.run(4.0)
+        return path.read_bytes()
+
+    a, b, c = run(3, "a.log"), run(3, "b.log"), run(4, "c.log")
+    assert a == b
+    assert len(a.splitlines()) > 1000
+    assert a != c
+
+
+def test_default_matrix_keeps_bus_load_under_40_percent_for_200_cells() -> None:
+    with Emulator() as emu:
+        load = emu.dbc_bus_load()
+    assert 0.05 < load <= 0.40
+
+
+def test_the_binding_names_every_message_of_the_dbc_files() -> None:
+    b = load_binding(sizes={"cell_voltage_v": 200, "temp_c": 50, "bleed": 200})
+    assert set(b.messages) == {m.name for m in _db().messages}
+    for m in b.messages.values():
+        assert m.period_s is not None, f"{m.name} has no GenMsgCycleTime"
+
+
+def test_bad_frames_are_counted_and_ignored_and_a_bad_vcu_makes_a_fault(buses) -> None:
+    emu_bus, tester = buses
+    db = _db()
+    cmd = db.get_message_by_name("VCU_Command")
+    hb = db.get_message_by_name("VCU_Heartbeat")
+    from bms.canbus.crc import crc8_sae_j1850
+
+    def frame(msg, values, counter, corrupt=False):
+        data = bytearray(msg.encode({**values, "AliveCounter": counter, "Crc": 0}))
+        data[7] = crc8_sae_j1850(bytes(data[:7]))
+        if corrupt:
+            data[7] ^= 0x5A
+        return can.Message(arbitration_id=msg.frame_id, is_extended_id=True, data=data)
+
+    with Emulator(nodes=("pack", "bms"), bus=emu_bus) as emu:
+        emu.start()
+        close = {"ModeRequest": "Drive", "ContactorRequest": "Close", "FaultReset": "No"}
+        for k in range(60):  # 3 s of a good vehicle: the contactors close
+            tester.send(frame(hb, {"VcuState": "Driving"}, k % 16))
+            tester.send(frame(cmd, close, k % 16))
+            emu.run(emu.scheduler.now_s + 0.05)
+        assert emu.bms.contactors.state.name == "CLOSED_DRIVE"
+        # garbage: unknown id, wrong length, error frame, remote frame, repeated counter
+        tester.send(can.Message(arbitration_id=0x123, data=b"\x01\x02"))
+        tester.send(can.Message(arbitration_id=cmd.frame_id, is_extended_id=True, data=b"\x00"))
+        tester.send(can.Message(is_error_frame=True))
+        tester.send(can.Message(arbitration_id=cmd.frame_id, is_extended_id=True, is_remote_frame=True))
+        tester.send(frame(cmd, close, 59 % 16))
+        for _ in range(500):  # a flood of unknown frames
+            tester.send(can.Message(arbitration_id=0x7FF, data=b"\xff" * 8))
+        emu.run(emu.scheduler.now_s + 0.05)
+        errors = emu.link.stats.errors
+        assert errors["unknown_id"] == 501
+        assert errors["bad_dlc"] == 1
+        assert errors["error_frame"] == 1
+        assert errors["remote_frame"] == 1
+        assert errors["counter_repeat"] == 1
+        # now only corrupted commands: the BMS loses its vehicle and opens the contactors
+        for k in range(60):
+            tester.send(frame(hb, {"VcuState": "Driving"}, (60 + k) % 16, corrupt=True))
+            tester.send(frame(cmd, close, (60 + k) % 16, corrupt=True))
+            emu.run(emu.scheduler.now_s + 0.05)
+        assert errors["bad_crc"] >= 100
+        assert "command_timeout" in emu.bms.protections.status.latched
+        assert emu.bms.contactors.state.name in ("OPENING", "FAULT")
+        emu.run(emu.scheduler.now_s + 1.0)
+        assert not emu.pack.contactors.closed
+
+
+def test_pack_node_opens_contactors_when_the_bms_goes_silent(buses) -> None:
+    emu_bus, _ = buses
+    with Emulator(nodes=("pack", "bms", "vcu"), bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
+        emu.run(8.0)
+        assert emu.pack.contactors.closed
+        emu.scheduler.cancel(next(t for t in emu.scheduler.tasks if t.name == "BMS_ContactorCommand"))
+        emu.run(8.2)
+        assert not emu.pack.contactors.closed
+        assert emu.nodes["pack"].contactor_timeouts >= 1
+
+
+def test_missing_cell_frames_read_as_invalid_and_fault(buses) -> None:
+    emu_bus, _ = buses
+    with Emulator(bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
+        emu.run(6.0)
+        assert emu.bms.contactors.state.name == "CLOSED_DRIVE"
+        emu.scheduler.cancel(next(t for t in emu.scheduler.tasks if t.name == "CMU_CellVoltages"))
+        emu.run(9.0)
+        assert emu.nodes["bms"].outputs["level_cell_data_timeout"] == "Fault"
+        assert "cell_voltage_implausible" in emu.bms.protections.status.latched
+        emu.run(11.0)
+        assert not emu.pack.contactors.closed
+
+
+def test_a_small_pack_runs_end_to_end_with_charger(tmp_path: Path) -> None:
+    cfg = Config(pack=PackConfig(series=16, initial_soc=0.6))
+    mission = Mission("charge", [Phase("charge", 600.0)], 280.0, ready_s=0.5)
+    with Emulator(cfg, mission=mission) as emu:
+        res = emu.run(300.0)
+    assert res.soc_true["mean"] > 0.6 + 0.5 * 100.0 * 200 / 3600 / 280 - 0.05
+    assert emu.nodes["charger"].outputs["charger_state"] in ("ConstantCurrent", "ConstantVoltage")
+    assert res.frames["error_total"] == 0
