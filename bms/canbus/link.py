@@ -125,11 +125,90 @@ class _Tx:
                 for s in page.slots:
                     sig = codec_signal(bm, s.signal)
                     raw = (1 << (sig.length - 1)) - 1 if sig.is_signed else (1 << sig.length) - 1
+                    if s.kind == "flag":
+                        raw = 0  # a switch that does not exist stays off
                     self.fill[s.signal] = codec.to_phys(s.signal, raw)
+        self.batch = _batch_layout(bm)
+        # elements past the end of the array (the last page): "not available"
+        self.extra: dict[int, dict[str, float]] = {}
+        if bm.array is not None and bm.page_signal is not None:
+            names = [s.signal for s in bm.pages[0].slots if s.index >= 0]
+            for i, page in enumerate(bm.pages):
+                have = {s.signal for s in page.slots}
+                missing = {n: self.fill[n] for n in names if n not in have}
+                if missing:
+                    self.extra[id(page)] = missing
 
 
 def codec_signal(bm: BoundMessage, name: str) -> Any:
     return bm.codec.message.get_signal_by_name(name)
+
+
+class _BatchLayout:
+    """An array in pages of one layout (page p carries elements p*k .. p*k+k-1): encoded
+    and decoded for all pages at once (numpy), frame bytes identical to one by one."""
+
+    def __init__(self, bm: BoundMessage, elements: list[str], factor: float, flags: bool, n: int):
+        self.elements = elements
+        self.factor = factor
+        self.flags = flags
+        self.n = n  # elements of the array
+        self.n_pages = n_pages = len(bm.pages)
+        k = len(elements)
+        self.ks = np.arange(k)
+        self.pages = np.arange(n_pages)
+        self.grid = np.zeros((n_pages, k))
+        self.phys = np.zeros((n_pages, k))
+        self.counter = np.zeros(n_pages, dtype=np.int64)
+        self.keep = [i for i in range(bm.codec.length) if i != bm.crc_byte]
+        fill = []
+        for sig_name in elements:
+            sig = bm.codec.message.get_signal_by_name(sig_name)
+            raw = (1 << (sig.length - 1)) - 1 if sig.is_signed else (1 << sig.length) - 1
+            fill.append(bm.codec.to_phys(sig_name, raw))  # "not available": every bit set
+        self.fill_row = np.broadcast_to(np.array(fill, dtype=float), (n_pages, k))
+        self.columns: dict[str, Any] = {bm.page_signal or "": self.pages}
+        for j, sig_name in enumerate(elements):
+            self.columns[sig_name] = self.phys[:, j]
+        if bm.crc is not None:
+            self.columns[bm.crc] = 0
+        sig0 = bm.codec.message.get_signal_by_name(elements[0])
+        self.range: tuple[float, float] | None = None
+        lo, hi = sig0.minimum, sig0.maximum
+        if lo is not None and hi is not None and not (lo == 0 and hi == 0):
+            raw_lo = -(1 << (sig0.length - 1)) if sig0.is_signed else 0
+            raw_hi = (1 << (sig0.length - 1)) - 1 if sig0.is_signed else (1 << sig0.length) - 1
+            p_lo, p_hi = sorted(
+                (raw_lo * sig0.scale + sig0.offset, raw_hi * sig0.scale + sig0.offset)
+            )
+            if lo > p_lo + 1e-9 * abs(p_lo) or hi < p_hi - 1e-9 * abs(p_hi):
+                self.range = (lo - 1e-9 * abs(lo), hi + 1e-9 * abs(hi))
+
+
+def _batch_layout(bm: BoundMessage) -> _BatchLayout | None:
+    if bm.array is None or bm.page_signal is None or bm.codec.length > 8:
+        return None
+    first = bm.pages[0].slots
+    k = bm.per_page
+    if len(first) != k or any(s.index != i for i, s in enumerate(first)):
+        return None  # scalars on a page, or an unusual layout: frame by frame
+    for p, page in enumerate(bm.pages):
+        for i, s in enumerate(page.slots):
+            if s.index != p * k + i or s.signal != first[i].signal:
+                return None
+    sig0 = bm.codec.message.get_signal_by_name(first[0].signal)
+    for s in first[1:]:
+        sig = bm.codec.message.get_signal_by_name(s.signal)
+        same = (sig.length, sig.scale, sig.offset, sig.is_signed, sig.minimum, sig.maximum)
+        if same != (sig0.length, sig0.scale, sig0.offset, sig0.is_signed, sig0.minimum, sig0.maximum):
+            return None  # elements of different scaling: frame by frame
+    n = sum(len(pg.slots) for pg in bm.pages)
+    return _BatchLayout(bm, [s.signal for s in first], first[0].factor, first[0].kind == "flag", n)
+
+
+def _without(data: bytes | bytearray, i: int) -> bytes:
+    """The payload without byte ``i`` (the CRC's own byte)."""
+    return bytes(data[:i]) + bytes(data[i + 1 :])
 
 
 class _Rx:
@@ -195,6 +274,8 @@ class CanLink:
         tx = self._tx[name]
         bm = tx.bm
         node = self.nodes[bm.sender]
+        if page is None and tx.batch is not None:
+            return self._send_batch(t_s, tx, node.outputs)
         pages = bm.pages if page is None else (bm.pages[page],)
         n = 0
         for pg in pages:
@@ -206,6 +287,8 @@ class CanLink:
     def _encode(self, tx: _Tx, page: Page, out: dict[str, Any]) -> bytearray:
         bm = tx.bm
         values: dict[str, Any] = dict(page.fixed)
+        if tx.extra:
+            values.update(tx.extra.get(id(page), {}))
         for s in page.slots:
             if s.index >= 0:
                 arr = out.get(s.value)
@@ -229,11 +312,64 @@ class CanLink:
             tx.count = (tx.count + 1) % bm.counter_mod
         data = bytearray(tx.codec.encode(values))
         if bm.crc_byte >= 0:
-            keep = tx.keep
-            data[bm.crc_byte] = tx.crc_fn(bytes(data[i] for i in keep))
+            data[bm.crc_byte] = tx.crc_fn(_without(data, bm.crc_byte))
         return data
 
+    def _send_batch(self, t_s: float, tx: _Tx, out: dict[str, Any]) -> int:
+        bm, lay = tx.bm, tx.batch
+        assert lay is not None
+        grid = lay.grid  # (pages, k), reused
+        flat = grid.reshape(-1)
+        flat[:] = math.nan
+        arr = out.get(bm.array or "")
+        if arr is not None:
+            m = min(len(arr), lay.n)
+            flat[:m] = arr[:m]
+        if lay.flags:
+            np.greater(grid, 0.5, out=lay.phys)  # NaN compares False: off
+        else:
+            np.multiply(grid, lay.factor, out=lay.phys)
+            nan = np.isnan(lay.phys)
+            if nan.any():
+                np.copyto(lay.phys, lay.fill_row, where=nan)
+        columns = lay.columns
+        if bm.counter is not None:
+            np.add(lay.pages, tx.count, out=lay.counter)
+            np.remainder(lay.counter, bm.counter_mod, out=lay.counter)
+            columns[bm.counter] = lay.counter
+            tx.count = (tx.count + lay.n_pages) % bm.counter_mod
+        data = tx.codec.encode_batch(columns)
+        if bm.crc_byte >= 0:
+            data[:, bm.crc_byte] = tx.crc_batch(data[:, lay.keep])
+        stats = self.stats
+        stats.frames_tx += lay.n_pages
+        stats.bits_tx += tx.bits * lay.n_pages
+        for role in bm.receivers:
+            node = self.nodes.get(role)
+            if node is not None:
+                stats.frames_local += lay.n_pages
+                self._deliver_batch(t_s, self._rx[bm.key], node, data)
+        if (self.bus is not None and self.bus_ok) or self.writer is not None:
+            raw = data.tobytes()
+            w = data.shape[1]
+            for i in range(lay.n_pages):
+                self._put(t_s, tx, raw[i * w : (i + 1) * w])
+        return lay.n_pages
+
     def _emit(self, t_s: float, tx: _Tx, data: bytearray) -> None:
+        bm = tx.bm
+        self.stats.frames_tx += 1
+        self.stats.bits_tx += tx.bits
+        for role in bm.receivers:
+            node = self.nodes.get(role)
+            if node is not None:
+                self.stats.frames_local += 1
+                self._deliver(t_s, self._rx[bm.key], node, data)
+        if (self.bus is not None and self.bus_ok) or self.writer is not None:
+            self._put(t_s, tx, data)
+
+    def _put(self, t_s: float, tx: _Tx, data: bytes | bytearray) -> None:
+        """Onto the python-can bus and into the log."""
         bm = tx.bm
         msg = can.Message(
             timestamp=self.timestamp(t_s),
@@ -242,13 +378,6 @@ class CanLink:
             data=data,
             check=False,
         )
-        self.stats.frames_tx += 1
-        self.stats.bits_tx += tx.bits
-        for role in bm.receivers:
-            node = self.nodes.get(role)
-            if node is not None:
-                self.stats.frames_local += 1
-                self._deliver(t_s, self._rx[bm.key], node, data)
         if self.bus is not None and self.bus_ok:
             try:
                 self.bus.send(msg, timeout=0.05)
@@ -311,7 +440,7 @@ class CanLink:
             )
             return
         if bm.crc_byte >= 0:
-            crc = rx.crc_fn(bytes(data[i] for i in rx.keep))
+            crc = rx.crc_fn(_without(data, bm.crc_byte))
             if crc != data[bm.crc_byte]:
                 self._count("bad_crc", codec.frame_id, f"{bm.name}: CRC mismatch", t_s)
                 return
@@ -353,6 +482,59 @@ class CanLink:
                     node.array_time[s.value][s.index] = t_s
                 continue
             self._store(inputs, s, v, codec.frame_id, bm.name, t_s)
+        node.rx_time[bm.name] = t_s
+        node.on_message(t_s, bm.name)
+
+    def _deliver_batch(self, t_s: float, rx: _Rx, node: NodeIO, data: np.ndarray) -> None:
+        """Every page of an array message at once, with the checks of frame by frame."""
+        bm = rx.bm
+        codec = bm.codec
+        lay = self._tx[bm.name].batch
+        assert lay is not None
+        if bm.crc_byte >= 0:
+            bad = CRC8[bm.crc_algorithm][1](data[:, lay.keep]) != data[:, bm.crc_byte]
+            if bad.any():
+                for _ in range(int(bad.sum())):
+                    self._count("bad_crc", codec.frame_id, f"{bm.name}: CRC mismatch", t_s)
+                data = data[~bad]
+        if not len(data):
+            return
+        cols = codec.decode_batch(data)
+        keep = None
+        if bm.counter is not None:
+            c = cols[bm.counter].astype(np.int64)
+            last = rx.last_counter.get(node.name, -1)
+            prev = np.concatenate(([last], c[:-1]))
+            step = (c - prev) % bm.counter_mod
+            checked = prev >= 0
+            repeat = checked & (step == 0)
+            jump = checked & (step != 1) & ~repeat
+            if jump.any():
+                for _ in range(int(jump.sum())):
+                    self._count("counter_jump", codec.frame_id, f"{bm.name}: frames lost", t_s)
+            rx.last_counter[node.name] = int(c[-1])
+            if repeat.any():
+                for _ in range(int(repeat.sum())):
+                    self._count("counter_repeat", codec.frame_id, f"{bm.name}: repeated", t_s)
+                keep = ~repeat
+        arr = node.arrays.get(bm.array or "")
+        if arr is None:
+            return
+        vals = np.column_stack([cols[sig] for sig in lay.elements])  # (rows, k)
+        idx = cols[bm.page_signal or ""].astype(np.int64)[:, None] * len(lay.elements) + lay.ks
+        ok = (idx >= 0) & (idx < min(arr.size, lay.n))
+        if keep is not None:
+            ok &= keep[:, None]
+        v = vals[ok]
+        if lay.range is not None:
+            lo, hi = lay.range
+            bad_v = ~((v >= lo) & (v <= hi))
+            if bad_v.any():
+                self._count("out_of_range", codec.frame_id, f"{bm.name}: {int(bad_v.sum())}", t_s)
+                v = np.where(bad_v, np.nan, v)
+        at = idx[ok]
+        arr[at] = (v != 0) if lay.flags else v / lay.factor
+        node.array_time[bm.array or ""][at] = t_s
         node.rx_time[bm.name] = t_s
         node.on_message(t_s, bm.name)
 

@@ -1,0 +1,1 @@
+"""CAN layer: DBC loading, signal binding, codec, bus factory, nodes."""
