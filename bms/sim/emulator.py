@@ -156,6 +156,16 @@ class Emulator:
             req = self._carrying("charger", "charge_enable", rx=True)
             self.nodes["charger"] = ChargerNode(pack_node, req)
 
+        if log_path is not None and Path(log_path).suffix.lower() not in LOG_SUFFIXES:
+            raise ConfigError(
+                f"unknown log format {Path(log_path).suffix or '(none)'}; use one of "
+                f"{', '.join(LOG_SUFFIXES)}",
+                field="--log",
+            )
+        self._rxq: queue.SimpleQueue[can.Message] = queue.SimpleQueue()
+        self._rx_thread: threading.Thread | None = None
+        self._stop_rx = threading.Event()
+        self._writer: Any = None
         self.scheduler = Scheduler(speed)
         self._bus_spec: BusSpec | None = None
         self._own_bus = False
@@ -166,15 +176,7 @@ class Emulator:
         else:
             self.bus = bus
         self.bitrate = self._bus_spec.bitrate if self._bus_spec else 500_000
-        self._writer: Any = None
         if log_path is not None:
-            suffix = Path(log_path).suffix.lower()
-            if suffix not in LOG_SUFFIXES:
-                self.close()
-                raise ConfigError(
-                    f"unknown log format {suffix or '(none)'}; use one of {', '.join(LOG_SUFFIXES)}",
-                    field="--log",
-                )
             try:
                 self._writer = can.Logger(str(log_path))
             except (OSError, ValueError, ImportError) as exc:
@@ -183,9 +185,6 @@ class Emulator:
         self._t0_wall = 0.0
         stamp = (lambda t: t) if speed is None else (lambda t: self._t0_wall + t)
         self.link = CanLink(b, self.nodes, self.bus, self._writer, timestamp=stamp)  # type: ignore[arg-type]
-        self._rxq: queue.SimpleQueue[can.Message] = queue.SimpleQueue()
-        self._rx_thread: threading.Thread | None = None
-        self._stop_rx = threading.Event()
         self.faults_seen: list[str] = []
         self._fault_set: set[str] = set()
         self._scheduled = False
