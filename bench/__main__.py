@@ -23,6 +23,8 @@ from bms import Config, Pack, preset
 from bms.config import ModelConfig
 from bms.sim.profiles import city_bus_drive
 
+from . import canbench
+
 _STARTUP = (
     "import time; t0 = time.perf_counter(); import bms; t1 = time.perf_counter(); "
     "p = bms.Pack(); p.warm_up(); t2 = time.perf_counter(); "
@@ -246,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "firmware": bench_firmware(100 if args.quick else 1000),
         "startup": bench_startup(2 if args.quick else 3),
         "memory": bench_memory(),
+        "can": canbench.run_all(args.quick),
     }
     print(report(results))
     if args.json:
@@ -293,6 +296,7 @@ def report(r: dict[str, Any]) -> str:
             f"{m['cells']} cells ({m['bytes_per_cell']:.0f} B/cell), tables "
             f"{m['table_bytes_per_dt'] / 1024:.0f} KiB per step length"
         )
+    lines.extend(canbench.report_can(r["can"]))
     return "\n".join(lines)
 
 

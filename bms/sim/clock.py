@@ -1,8 +1,11 @@
 """One scheduler, two clocks: virtual time and real time.
 
 Every node registers its periodic tasks (firmware tasks, cyclic frames) and
-one-off events with the :class:`Scheduler`. Events run in time order; equal
-times run in the order they were scheduled, so a run is deterministic.
+one-off events with the :class:`Scheduler`. Events run in time order; at
+equal times the shorter period goes first (rate-monotonic, as an ECU's
+scheduler and CAN arbitration favour the fast messages: a 10 ms frame does
+not wait behind a burst of 100 ms pages), then the order they were
+scheduled in, so a run is deterministic.
 
 - **virtual time** (``speed=None``): the clock jumps from one event to the
   next, as fast as the CPU allows. Nothing reads the wall clock, so the same
@@ -64,7 +67,7 @@ class Scheduler:
         self.speed = speed
         self.now_s = 0.0
         self.stats = ClockStats()
-        self._queue: list[tuple[float, int, Task | Callable[[float], None]]] = []
+        self._queue: list[tuple[float, float, int, Task | Callable[[float], None]]] = []
         self._seq = 0
         self._wall0 = 0.0
         self._stopped = False
@@ -76,8 +79,8 @@ class Scheduler:
     def realtime(self) -> bool:
         return self.speed is not None
 
-    def _push(self, t_s: float, item: Task | Callable[[float], None]) -> None:
-        heapq.heappush(self._queue, (t_s, self._seq, item))
+    def _push(self, t_s: float, item: Task | Callable[[float], None], prio: float = 0.0) -> None:
+        heapq.heappush(self._queue, (t_s, prio, self._seq, item))
         self._seq += 1
 
     def every(
@@ -89,7 +92,7 @@ class Scheduler:
         start = self.now_s + offset_s
         task = Task(name or getattr(fn, "__name__", "task"), period_s, fn, start, start_s=start)
         self.tasks.append(task)
-        self._push(start, task)
+        self._push(start, task, period_s)
         return task
 
     def at(self, t_s: float, fn: Callable[[float], None]) -> None:
@@ -112,7 +115,7 @@ class Scheduler:
         queue = self._queue
         stats = self.stats
         while queue and not self._stopped:
-            t, _, item = queue[0]
+            t, _, _, item = queue[0]
             if t > end_s + _EPS_S:
                 break
             if rt:
@@ -149,7 +152,7 @@ class Scheduler:
                 task.k += missed
                 nxt = task.start_s + task.k * task.period_s
         task.next_s = nxt
-        self._push(nxt, task)
+        self._push(nxt, task, task.period_s)
 
     def _wait_until(self, t_s: float) -> None:
         speed = self.speed

@@ -9,6 +9,15 @@ import pytest
 from bms.sim.clock import Scheduler
 
 
+def test_equal_times_run_the_shorter_period_first() -> None:
+    sch = Scheduler()
+    seen = []
+    sch.every(0.1, lambda t: seen.append("slow"), name="slow")
+    sch.every(0.01, lambda t: seen.append("fast"), name="fast")
+    sch.run_until(0.0)
+    assert seen == ["fast", "slow"]
+
+
 def test_virtual_time_runs_events_in_time_order_and_fifo_on_ties() -> None:
     sch = Scheduler()
     seen = []
@@ -20,9 +29,9 @@ def test_virtual_time_runs_events_in_time_order_and_fifo_on_ties() -> None:
         ("a", 0.0),
         ("b", 0.05),
         ("a", 0.1),
-        ("once", 0.2),  # scheduled before the periodic run of 0.2 was
+        ("once", 0.2),  # one-off events first, then the shorter period
         ("a", 0.2),
-        ("b", 0.3),
+        ("b", 0.3),  # 0.05 + 0.25 == 0.3 < 3 * 0.1 in floating point
         ("a", 0.3),
         ("a", 0.4),
         ("a", 0.5),
