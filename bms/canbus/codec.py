@@ -1,48 +1,53 @@
 """Fast, exact frame codec for the hot path of the CAN emulator.
 
-A ``MessageCodec`` is compiled once from a cantools ``Message`` and then encodes
-and decodes that message's frames several times faster than cantools itself,
-with bit-identical results. Every layout fact (start bit, length, byte order,
+A ``MessageCodec`` is built once from a cantools ``Message`` and then encodes and
+decodes that message's frames several times faster than cantools, with
+bit-identical results. Every layout fact (start bit, length, byte order,
 signedness, scale, offset, value table, initial value, minimum and maximum,
 multiplexing) is read from the cantools object; nothing about a message is
 written into Python by hand.
 
-How it is fast: at construction, the codec writes a small Python function per
-multiplexer page (and per direction) with the layout constants inlined, and
-compiles it once (the technique of ``dataclasses`` and ``namedtuple``). The
-frame is treated as one integer: ``int.from_bytes(data, "little")`` for Intel
-signals (shift = start bit) and ``int.from_bytes(data, "big")`` for Motorola
-signals (shift = 8 * length - network position of the MSB - bit length).
-Physical -> raw follows cantools' conversions exactly (Python ``round``, i.e.
-half to even; the ``divmod`` path of integer-scaled signals); raw -> physical is
-``raw * scale + offset`` with the same Python numbers cantools uses, so ints stay
-ints where cantools returns ints.
+How it is fast: for each page layout the codec generates a small Python function
+with the layout constants inlined and compiles it once (the technique of
+``dataclasses`` and ``namedtuple``); pages and messages with the same layout share
+the compiled code. The frame is one integer: ``int.from_bytes(data, "little")``
+for Intel signals (shift = start bit), ``int.from_bytes(data, "big")`` for
+Motorola signals (shift = 8 * frame length - network bit number of the MSB - bit
+length). Physical -> raw repeats cantools' arithmetic: ``(value - offset) / scale``
+rounded half to even, and the ``divmod`` path of integer-scaled signals. Raw ->
+physical is ``raw * scale + offset`` with the very numbers cantools uses, so a
+signal that decodes to an int in cantools decodes to an int here.
 
 Out-of-range values are clamped to the signal's raw bit range (never wrapped)
 and counted in ``saturated``; NaN encodes as the raw value of the signal's DBC
-minimum (0 without one) and is counted too.
+minimum (0 without one) and is counted too. A signal without a value takes its
+DBC initial value (``GenSigStartValue``), else raw 0.
 
-Batch paths (``encode_batch``/``decode_batch``, frames of at most 8 bytes) work on
-numpy uint64 frames, in float64 arithmetic (exact for raw values below 2**52;
-wider or float-typed signals take an exact per-element path). Choice names are
-not accepted there.
+Batches (``encode_batch``/``decode_batch``, frames of at most 8 bytes) run on numpy
+uint64 frames in float64 arithmetic (the same IEEE operations as the scalar path
+for raw values below 2**52; longer and IEEE-float signals take an exact
+element-by-element lane). Columns are 1-D arrays of length n or scalars
+(broadcast); choice names are not accepted there.
 
 Multiplexing (one multiplexer signal): ``encode`` needs the multiplexer value and
 encodes that page's signals, ignoring keys of other pages; ``decode`` returns the
 page's signals plus the multiplexer and the unmultiplexed ones. In a batch every
-row may be a different page: a column may be an array (one value per row) or a
-scalar (the value on every row whose page holds the signal). So 67 pages of cell
-voltages go out as ``encode_batch({"Mux": np.arange(67), "Cell1": 3.3, ...})``
-or with one column per signal. Signals of different pages at the same bits with
-the same scaling (the usual "page k holds cells 3k+1..3k+3" layout) are handled
-as one vectorized slot. ``decode_batch`` returns a float64 column with NaN on rows
-whose page lacks that signal; the multiplexer and unmultiplexed signals come back
-as full columns (int64 where cantools returns ints, float64 otherwise).
+row may be a different page: the multiplexer column picks it, and a signal's
+column (array or scalar) is used on the rows whose page holds that signal. Page
+signals at the same bits with the same scaling on different pages (the usual
+"page k carries cells 3k+1..3k+3") form one vectorized slot, so 67 pages of cell
+voltages go out as ``encode_batch({"Mux": np.arange(67), "Cell1_V": 3.301, ...})``
+with one number per cell. ``decode_batch`` returns a float64 column per page
+signal, NaN on rows whose page lacks it; the multiplexer and the unmultiplexed
+signals come back as full columns (int64 where cantools returns ints, else
+float64). A DBC that sends the triple index as an ordinary signal (``Mux``,
+``Cell1``..``Cell3`` all unmultiplexed) is an ordinary message here: one column
+per signal, one row per frame.
 
-Messages with nested multiplexers, or whose layout this codec cannot express,
-go through cantools internally behind the same API (clamping and counting
-still apply); frames longer than 8 bytes use the compiled scalar path in the
-batch methods.
+Messages with nested multiplexers, or with a layout the generated code cannot
+express, go through cantools internally behind the same API (clamping and
+counting still apply); frames longer than 8 bytes use the compiled scalar path
+row by row in the batch methods.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ _EXACT_BITS = 52  # raw values below 2**52 survive float64 arithmetic exactly
 _I64 = 1 << 63
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class _Sig:
     """One signal, as the codec needs it: where its bits are and how they scale."""
 
@@ -283,7 +288,8 @@ def _build_sig(sig: Signal, index: int, message: Message) -> _Sig:
     nan_raw = zero
     if sig.minimum is not None:
         nan_raw = proto.clamp(proto.unrounded(sig.minimum))[0]
-    return dataclasses.replace(proto, initial_raw=initial, nan_raw=nan_raw, other_shift=other)
+    proto.initial_raw, proto.nan_raw, proto.other_shift = initial, nan_raw, other
+    return proto
 
 
 # -- code generation ---------------------------------------------------------------
@@ -333,7 +339,7 @@ class _Source:
 
 
 def _sig_key(s: _Sig) -> tuple[Any, ...]:
-    return (*s.layout_key(), bool(s.choices), s.bits(s.initial_raw) != 0)
+    return (*s.layout_key(), bool(s.choices))
 
 
 def _factory(
@@ -489,6 +495,7 @@ class _Slot:
     row: int = -1  # its row in the stacked arrays
     member_of_page: npt.NDArray[np.intp] | None = None  # page index -> member or -1
     names: tuple[str, ...] = ()
+    pages: set[int] = dataclasses.field(default_factory=set)  # the members' mux ids
 
 
 def _stackable(s: _Sig) -> bool:
@@ -532,7 +539,12 @@ class _Batch:
         self.dense = list(page_ids) == list(range(len(page_ids)))  # pages 0, 1, ... P-1
         # page index by the multiplexer's raw bits, for the usual small unscaled multiplexer
         self.mux_lut: npt.NDArray[np.intp] | None = None
-        if mux is not None and mux.kind == _IDENTITY and not mux.signed and mux.length <= 16:
+        if (
+            mux is not None
+            and mux.kind == _IDENTITY
+            and not (mux.signed or mux.is_float)
+            and mux.length <= 16
+        ):
             lut = np.full(1 << mux.length, -1, np.intp)
             for k, pid in enumerate(page_ids):
                 if 0 <= pid < len(lut):
@@ -548,13 +560,14 @@ class _Batch:
                 slots.append(_Slot(members=[s], always=True))
                 continue
             for slot in by_key.setdefault(s.layout_key(), []):
-                if all(m.mux_ids is not None and not (m.mux_ids & s.mux_ids) for m in slot.members):
-                    slot.members.append(s)
+                if slot.pages.isdisjoint(s.mux_ids):
                     break
             else:
-                slot = _Slot(members=[s], always=False)
+                slot = _Slot(members=[], always=False)
                 by_key[s.layout_key()].append(slot)
                 slots.append(slot)
+            slot.members.append(s)
+            slot.pages.update(s.mux_ids)
         for slot in slots:
             slot.names = tuple(m.name for m in slot.members)
             if not slot.always:
@@ -629,6 +642,7 @@ class _Batch:
         )
         self.init_raw = {s.name: s.initial_raw for sl in slots for s in sl.members}
         self.any_big = self.n_be > 0 or any(sl.members[0].big for sl in self.other)
+        self.other_names = [name for sl in self.other for name in sl.names]
 
 
 _MISSING: Any = object()
@@ -646,6 +660,8 @@ def _gather_block(
     (slots, n), -1 where a row's page lacks the slot (those rows get any value)."""
     try:  # the usual case: one number per signal
         table = np.fromiter(map(columns.__getitem__, names), np.float64, len(names))
+    except KeyError:
+        return None
     except (ValueError, TypeError):
         try:
             table = np.array([columns[nm] for nm in names], dtype=np.float64)
@@ -688,8 +704,10 @@ class MessageCodec:
             self._page_tree = dict(roots[0][self.multiplexer])
         self.mux_values: tuple[int, ...] = tuple(sorted(self._page_tree))
         self._page_names: dict[int, tuple[str, ...]] = {}
+        always = {s.name for s in message.signals if s.multiplexer_signal is None}
         for page in self.mux_values:
-            self._page_names[page] = self._names_of_page(page)
+            keep = always | set(_signal_tree_names(self._page_tree[page]))
+            self._page_names[page] = tuple(n for n in self.signal_names if n in keep)
 
         muxes = [s for s in message.signals if s.is_multiplexer]
         simple = len(roots) <= 1 and all(
@@ -722,28 +740,23 @@ class MessageCodec:
 
     # -- construction ------------------------------------------------------------------
 
-    def _names_of_page(self, page: int) -> tuple[str, ...]:
-        keep = {s.name for s in self.message.signals if s.multiplexer_signal is None}
-        keep.update(_signal_tree_names(self._page_tree[page]))
-        return tuple(n for n in self.signal_names if n in keep)
-
     def _mux_ids_fit(self) -> bool:
         return all(-_I64 <= p < _I64 for p in self.mux_values)
 
     def _compile(self) -> None:
         n = self.length
-        # a signal inside one byte reads the same from either int: put it with the others
+        # a signal inside one byte reads the same from either int: with one byte order
+        # left, the frame converts to and from one int only
         spread = {s.big for s in self._sigs if s.other_shift is None}
-        if len(spread) == 1:
-            big = spread.pop()
+        sigs = list(self._sigs)
+        if len(spread) <= 1:
+            big = spread.pop() if spread else False
             sigs = [
                 dataclasses.replace(s, big=big, shift=s.other_shift)
                 if s.big != big and s.other_shift is not None
                 else s
-                for s in self._sigs
+                for s in sigs
             ]
-        else:
-            sigs = list(self._sigs)
         helpers = (
             self._sat,
             self._choice,
@@ -755,13 +768,13 @@ class MessageCodec:
             self._badmux,
         )
 
-        def make(what: str, sigs: Sequence[_Sig]) -> Any:
-            names = tuple(s.name for s in sigs)
-            idx = tuple(s.index for s in sigs)
+        def make(what: str, group: Sequence[_Sig]) -> Any:
+            names = tuple(s.name for s in group)
+            idx = tuple(s.index for s in group)
             if what.startswith("enc"):
-                inits = tuple(s.bits(s.initial_raw) for s in sigs)
-                return _factory(what, sigs, n)(names, idx, inits, helpers)
-            return _factory(what, sigs, n)(names, idx, helpers)
+                inits = tuple(s.bits(s.initial_raw) for s in group)
+                return _factory(what, group, n)(names, idx, inits, helpers)
+            return _factory(what, group, n)(names, idx, helpers)
 
         if self._mux is None:
             self._enc = make("enc", sigs)
@@ -770,20 +783,18 @@ class MessageCodec:
             self._dec_raw = make("topraw", sigs)
             return
         mux = sigs[self._mux.index]
-        pages = {}
+        pages: dict[int, list[_Sig]] = {}
         for page in self.mux_values:
             on_page = set(self._page_names[page])
             pages[page] = [s for s in sigs if s.name in on_page]
-        self._enc_pages = {p: make("enc", sigs) for p, sigs in pages.items()}
-        self._enc_raw_pages = {p: make("encraw", sigs) for p, sigs in pages.items()}
+        self._enc_pages = {p: make("enc", group) for p, group in pages.items()}
+        self._enc_raw_pages = {p: make("encraw", group) for p, group in pages.items()}
         orders = (any(not s.big for s in sigs), any(s.big for s in sigs))
         dispatch = _factory("mux", [mux], n, orders)
-        self._dec = dispatch(
-            {p: make("page", sigs) for p, sigs in pages.items()}, (mux.index,), helpers
-        )
-        self._dec_raw = dispatch(
-            {p: make("pageraw", sigs) for p, sigs in pages.items()}, (mux.index,), helpers
-        )
+        decoders = {p: make("page", group) for p, group in pages.items()}
+        self._dec = dispatch(decoders, (mux.index,), helpers)
+        raw_decoders = {p: make("pageraw", group) for p, group in pages.items()}
+        self._dec_raw = dispatch(raw_decoders, (mux.index,), helpers)
 
     # -- helpers the generated code calls (cold paths) ---------------------------------
 
@@ -818,7 +829,10 @@ class MessageCodec:
         raise ValueError(f"message {self.name}: {len(data)} data bytes, the DBC says {self.length}")
 
     def _badmux(self, value: Any) -> None:
-        valid = ", ".join(map(str, self.mux_values))
+        ids = self.mux_values
+        valid = (
+            ", ".join(map(str, ids)) if len(ids) <= 8 else f"{len(ids)} from {ids[0]} to {ids[-1]}"
+        )
         raise ValueError(
             f"message {self.name}: unknown multiplexer value {value} for {self.multiplexer}"
             f" (valid: {valid})"
@@ -1031,17 +1045,24 @@ class MessageCodec:
         For a multiplexed message the multiplexer column is required and picks each
         row's page; a signal's value is used on the rows whose page holds it.
         """
-        if not columns.keys() <= self._name_set:
-            raise self._unknown(columns)
         n = self._rows(columns)
         if self._batch is None:
+            self._extra(columns)
             return self._encode_rows(columns, n)
         b = self._batch
         page_idx = self._page_index(columns, n) if self._mux is not None else None
         little = np.zeros(n, np.uint64)
         big = np.zeros(n, np.uint64)
         if b.k:
-            self._encode_stack(b, columns, n, page_idx, little, big)
+            x, given, fill, found = self._gather_stack(b, columns, n, page_idx)
+        else:
+            x, given, fill, found = None, None, None, 0
+        if b.other_names:
+            found += sum(name in columns for name in b.other_names)
+        if found != len(columns):  # a key that is no signal (or a None value)
+            self._extra(columns)
+        if x is not None:
+            self._pack_stack(b, x, given, fill, little, big)
         for slot in b.other:
             self._encode_other(slot, columns, n, page_idx, little, big)
         frames = little.astype("<u8").view(np.uint8).reshape(n, 8)
@@ -1052,10 +1073,12 @@ class MessageCodec:
         return frames
 
     def decode_batch(self, data: npt.ArrayLike) -> dict[str, npt.NDArray[Any]]:
-        """(n, length) uint8 frames -> physical columns.
+        """(n, length) uint8 frames -> physical columns, one per signal (not in message
+        order): int64 where cantools decodes ints, float64 otherwise.
 
         For a multiplexed message, a signal not on a row's page is NaN in that row
         (float64 column); the multiplexer and unmultiplexed signals are full columns.
+        An unknown multiplexer value in any row raises ValueError.
         """
         frames = np.asarray(data)
         if frames.ndim != 2 or frames.shape[1] != self.length or frames.dtype != np.uint8:
@@ -1093,6 +1116,10 @@ class MessageCodec:
                 f"message {self.name}: encode_batch needs the multiplexer column {self.multiplexer}"
             )
         mux = self.multiplexer
+        if mux is not None:
+            col = columns[mux]
+            if isinstance(col, np.ndarray) and col.ndim == 1:  # the usual case
+                return len(col)
         for name in (*((mux,) if mux is not None else ()), *columns):
             col = columns[name]
             if not _is_scalar(col):
@@ -1112,8 +1139,9 @@ class MessageCodec:
         if col.dtype.kind in "iub":
             numbers = col.astype(np.int64, copy=False)
         elif col.dtype.kind == "f":
-            if not np.all(np.isfinite(col)):
-                self._badmux(col[~np.isfinite(col)][0])
+            bad = ~(np.abs(col) < 2.0**63)  # NaN, inf and the like: no page
+            if bad.any():
+                self._badmux(col[bad][0])
             numbers = np.trunc(col).astype(np.int64)
         else:
             raise ValueError(
@@ -1152,18 +1180,20 @@ class MessageCodec:
         values = [int(mux.phys(mux.from_bits(int(u)))) for u in bits.tolist()]
         return self._page_index_of(np.array(values, dtype=np.int64))
 
-    def _encode_stack(
+    def _gather_stack(
         self,
         b: _Batch,
         columns: Mapping[str, Any],
         n: int,
         page_idx: npt.NDArray[np.intp] | None,
-        little: npt.NDArray[np.uint64],
-        big: npt.NDArray[np.uint64],
-    ) -> None:
+    ) -> tuple[npt.NDArray[np.float64], Any, Any, int]:
+        """The stacked lane's (k, n) physical values, the mask of rows that have one
+        (None: all), the raw values of the rows without one, and how many of the
+        lane's signals have a column."""
         x = np.empty((b.k, n), np.float64)
-        given: npt.NDArray[np.bool_] | None = None  # rows with a value to encode
-        fill: npt.NDArray[np.float64] | None = None  # raw value of the other rows
+        given: npt.NDArray[np.bool_] | None = None
+        fill: npt.NDArray[np.float64] | None = None
+        found = 0
         for row, name, _, _ in b.always:
             value = columns.get(name)
             if value is None:
@@ -1172,50 +1202,71 @@ class MessageCodec:
                 given[row] = False
                 fill[row] = b.init_raw[name]
                 continue
+            found += 1
             try:
                 x[row] = value
             except (ValueError, TypeError):
                 raise ValueError(
                     f"message {self.name}: column {name} must be a number or {n} numbers"
                 ) from None
-        if b.mux_slots:
-            assert page_idx is not None
-            member = b.mux_table[:, page_idx]
-            active = member >= 0
-            gathered = None
-            if len(columns) == len(self.signal_names) or all(nm in columns for nm in b.mux_names):
-                gathered = _gather_block(b.mux_names, columns, member, n)
-            if gathered is not None:
-                x[b.mux_rows] = gathered
-                if not b.mux_full and not active.all():
+        if not b.mux_slots:
+            return x, given, fill, found
+        assert page_idx is not None
+        member = b.mux_table[:, page_idx]
+        gathered = None
+        if len(columns) - found >= len(b.mux_names):  # maybe every page signal has a column
+            gathered = _gather_block(b.mux_names, columns, member, n)
+        if gathered is not None:
+            found += len(b.mux_names)
+            x[b.mux_rows] = gathered
+            if not b.mux_full:
+                active = member >= 0
+                if np.count_nonzero(active) != active.size:
                     if given is None or fill is None:
                         given, fill = np.ones((b.k, n), bool), np.zeros((b.k, n))
                     given[b.mux_rows] = active
-            else:
-                if given is None or fill is None:
-                    given, fill = np.ones((b.k, n), bool), np.zeros((b.k, n))
-                for slot in b.mux_slots:
-                    assert slot.member_of_page is not None
-                    j = slot.row
-                    x[j], given[j], fill[j] = self._gather_rows(
-                        slot, columns, slot.member_of_page[page_idx], n
-                    )
-        if b.any_off:
-            x -= b.off
-        if b.any_scale:
-            x /= b.scale
+            return x, given, fill, found
+        if given is None or fill is None:
+            given, fill = np.ones((b.k, n), bool), np.zeros((b.k, n))
+        for slot in b.mux_slots:
+            assert slot.member_of_page is not None
+            j = slot.row
+            found += sum(name in columns for name in slot.names)
+            x[j], given[j], fill[j] = self._gather_rows(
+                slot, columns, slot.member_of_page[page_idx], n
+            )
+        return x, given, fill, found
+
+    def _pack_stack(
+        self,
+        b: _Batch,
+        x: npt.NDArray[np.float64],
+        given: npt.NDArray[np.bool_] | None,
+        fill: npt.NDArray[np.float64] | None,
+        little: npt.NDArray[np.uint64],
+        big: npt.NDArray[np.uint64],
+    ) -> None:
+        """Physical -> raw (clamped, counted) -> bits, ORed into the frames."""
+        with np.errstate(over="ignore"):  # a huge value overflows to inf, then clamps
+            if b.any_off:
+                x -= b.off
+            if b.any_scale:
+                x /= b.scale
         np.rint(x, out=x)
-        ok = (x >= b.lo) & (x <= b.hi)
-        bad = ~ok if given is None else given & ~ok
-        n_bad = int(np.count_nonzero(bad))
+        raw = np.clip(x, b.lo, b.hi)
+        bad = raw != x  # clamped, or NaN
+        if given is not None:
+            bad &= given
+        n_bad = np.count_nonzero(bad)
         if n_bad:
-            self.saturated += n_bad
-            nan = np.isnan(x)
-            np.clip(x, b.lo, b.hi, out=x)
-            x = np.where(nan, b.nan_raw, x)
+            self.saturated += int(n_bad)
+            raw = np.where(np.isnan(raw), b.nan_raw, raw)
         if given is not None and fill is not None:
-            x = np.where(given, x, fill)
-        bits = (x.astype(np.int64).view(np.uint64) & b.mask) << b.shift
+            raw = np.where(given, raw, fill)
+        bits = raw.astype(np.int64).view(np.uint64)
+        if b.any_signed:  # negative raw values: two's complement within the length
+            bits &= b.mask
+        bits <<= b.shift
         if b.n_be == 0:
             little |= np.bitwise_or.reduce(bits, axis=0)
         elif b.n_be == b.k:

@@ -110,6 +110,7 @@ class PackNode(Node):
         self.bleed_msg = bleed_msg
         self.bleed_paused = False
         self.contactor_timeouts = 0
+        self._flags: dict[str, tuple[bool, ...]] = {}
         self._bleed_cmd = self.array("bleed", 0.0)
         self.outputs.update(
             cell_voltage_v=np.zeros(pack.n_series),
@@ -148,24 +149,40 @@ class PackNode(Node):
             self.bleed_paused = True
             self._apply_bleed(t_s)
             return
-        if not self.fresh(self.contactor_msg, t_s, self.CONTACTOR_TIMEOUT_S):
-            if any(self.pack.contactors.actual.values()) and self.rx_time:
-                self.contactor_timeouts += 1
-            self.pack.contactors.command(main_pos=False, main_neg=False, precharge=False)
-        kind = self.kinds.get(message, ())
-        if "cell_voltage_v" in kind:
+        if t_s - self.rx_time.get(self.contactor_msg, -math.inf) > self.CONTACTOR_TIMEOUT_S + 1e-9:
+            cont = self.pack.contactors
+            if cont.closed or cont.precharging or any(cont.commanded.values()):
+                if self.rx_time:
+                    self.contactor_timeouts += 1
+                cont.command(main_pos=False, main_neg=False, precharge=False)
+        flags = self._flags.get(message)
+        if flags is None:
+            kind = self.kinds.get(message, frozenset())
+            flags = self._flags[message] = tuple(
+                v in kind
+                for v in (
+                    "cell_voltage_v",
+                    "temp_c",
+                    "current_a",
+                    "pack_voltage_v",
+                    "link_voltage_v",
+                    "main_pos_feedback",
+                )
+            )
+        f_cells, f_temps, f_current, f_pack_v, f_link_v, f_feedback = flags
+        if f_cells:
             out["cell_voltage_v"] = s.cell_voltages()
             self.bleed_paused = False
             self._apply_bleed(t_s)
-        if "temp_c" in kind:
+        if f_temps:
             out["temp_c"] = s.temperatures()
-        if "current_a" in kind:
+        if f_current:
             out["current_a"] = s.current()
-        if "pack_voltage_v" in kind:
+        if f_pack_v:
             out["pack_voltage_v"] = s.pack_voltage()
-        if "link_voltage_v" in kind:
+        if f_link_v:
             out["link_voltage_v"] = s.bus_voltage()
-        if "main_pos_feedback" in kind:
+        if f_feedback:
             fb = self.pack.contactors.actual
             out["main_pos_feedback"] = fb["main_pos"]
             out["main_neg_feedback"] = fb["main_neg"]
@@ -224,6 +241,7 @@ class BmsNode(Node):
         self.current_timeout_s = current_timeout_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.startup_timeout_s = 3.0
+        self._groups: dict[str, tuple[bool, ...]] = {}
         self._v = self.array("cell_voltage_v")
         self._t = self.array("temp_c")
         self._v_in = np.full(n_s, math.nan)
@@ -247,16 +265,17 @@ class BmsNode(Node):
         """What the firmware sees now, from the frames received; stale data reads NaN."""
         v_in, t_in = self._v_in, self._t_in
         np.copyto(v_in, self._v)
-        vt = self.array_time["cell_voltage_v"]
-        stale_v = vt < t_s - self.cell_data_timeout_s
-        tt = self.array_time["temp_c"]
-        stale_t = tt < t_s - self.temp_data_timeout_s
-        any_stale = bool(stale_v.any() or stale_t.any())
-        if any_stale:
-            v_in[stale_v] = math.nan
         np.copyto(t_in, self._t)
-        if any_stale:
-            t_in[stale_t] = math.nan
+        vt = self.array_time["cell_voltage_v"]
+        tt = self.array_time["temp_c"]
+        # the oldest element decides whether any is stale (one reduction per array)
+        stale_v = vt.size > 0 and vt.min() < t_s - self.cell_data_timeout_s
+        stale_t = tt.size > 0 and tt.min() < t_s - self.temp_data_timeout_s
+        any_stale = bool(stale_v or stale_t)
+        if stale_v:
+            v_in[vt < t_s - self.cell_data_timeout_s] = math.nan
+        if stale_t:
+            t_in[tt < t_s - self.temp_data_timeout_s] = math.nan
         inp = self.inputs
         cur = self.msg.get("current")
         i = inp.get("current_a", math.nan)
@@ -334,10 +353,17 @@ class BmsNode(Node):
         out = self.last_outputs
         if out is None:
             return
-        vals = self.kinds.get(message, frozenset())
+        groups = self._groups.get(message)
+        if groups is None:
+            vals = self.kinds.get(message, frozenset())
+            groups = self._groups[message] = tuple(
+                bool(vals & g)
+                for g in (_STATE_VALUES, _LIMIT_VALUES, _SOC_VALUES, _CELL_VALUES, _TEMP_VALUES)
+            )
+        g_state, g_limit, g_soc, g_cell, g_temp = groups
         o = self.outputs
         bms = self.bms
-        if vals & _STATE_VALUES:
+        if g_state:
             inp = self.inputs  # the auxiliary contacts, as the PDU reports them
             o["main_pos_state"] = "Closed" if inp.get("main_pos_feedback") else "Open"
             o["main_neg_state"] = "Closed" if inp.get("main_neg_feedback") else "Open"
@@ -359,7 +385,7 @@ class BmsNode(Node):
                 if "lost" in text
                 else "None"
             )
-        if vals & _LIMIT_VALUES:
+        if g_limit:
             lim = out.limits
             o["charge_current_limit_a"] = lim.charge_a
             o["discharge_current_limit_a"] = lim.discharge_a
@@ -368,7 +394,7 @@ class BmsNode(Node):
             o["charge_enable"] = charging and lim.charge_a > 0.0
             o["charge_voltage_request_v"] = self.charge_voltage_v
             o["charge_current_request_a"] = lim.charge_a if charging else 0.0
-        if vals & _SOC_VALUES:
+        if g_soc:
             soc = out.soc
             if soc is not None:
                 o["soc_display_perc"] = 100.0 * soc.display
@@ -379,7 +405,7 @@ class BmsNode(Node):
             nominal = bms.model.capacity_as / 3600.0
             cap = float(np.min(bms.soh.capacity_ah))
             o["soh_perc"] = min(100.0, 100.0 * cap / nominal) if nominal > 0 else 0.0
-        if vals & _CELL_VALUES:
+        if g_cell:
             v = self._v_in
             if np.isfinite(v).any():
                 hi, lo = int(np.nanargmax(v)), int(np.nanargmin(v))
@@ -392,7 +418,7 @@ class BmsNode(Node):
             o["bleed"] = bleed
             o["balancing_active"] = bool(bleed.any())
             o["bleeding_groups"] = int(bleed.sum())
-        if vals & _TEMP_VALUES:
+        if g_temp:
             t = self._t_in
             if np.isfinite(t).any():
                 hi, lo = int(np.nanargmax(t)), int(np.nanargmin(t))

@@ -395,6 +395,9 @@ def test_unknown_multiplexer_values_raise_value_error(fixed) -> None:
         codec.encode({"Cell1_V": 3.3})
     with pytest.raises(KeyError, match="needs the multiplexer column Mux"):
         codec.encode_batch({"Cell1_V": np.ones(2)})
+    bogus = {"Mux": [0], "Cell1_V": 1, "Cell2_V": 1, "Cell3_V": 1, "Cell4_V": 1, "Bogus": 1}
+    with pytest.raises(KeyError, match="signal 'Bogus' is not in message BMS_Cells"):
+        codec.encode_batch(bogus)
 
 
 def test_nested_multiplexing_goes_through_cantools_behind_the_same_api(fixed, rng) -> None:
@@ -742,3 +745,13 @@ def test_odd_value_types_fall_back_to_the_checked_path(fixed) -> None:
     with pytest.raises(TypeError, match="signal Cell3_V in message BMS_Cells: cannot encode"):
         codec.encode_raw({"Mux": 1, "Cell3_V": [3300]})
     assert codec.saturated == 0
+
+
+def test_huge_and_non_finite_batch_values_clamp_without_warnings(fixed) -> None:
+    _, codec = codec_of(fixed, "BMS_Mixed")
+    frames = codec.encode_batch({"U7": np.array([1e308, -1e308, np.inf, np.nan])})
+    assert codec.decode_batch(frames)["U7"].tolist() == [53.5, -10.0, 53.5, -10.0]
+    assert codec.saturated == 4
+    _, cells = codec_of(fixed, "BMS_Cells")
+    with pytest.raises(ValueError, match="unknown multiplexer value"):
+        cells.encode_batch({"Mux": np.array([0.0, 1e300])})
