@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from bms._jit import kernel
+from bms._jit import inline, kernel
 from bms.plant.layout import T_E1, T_E2, T_HYST, T_OCV, T_R0, T_R1, T_R2
 
 # prm: filter parameters, shape (NPRM,)
@@ -236,6 +236,26 @@ def select_bleeders(demand, priority, module_groups, max_per_module, mask):
             mask[best] = True
 
 
+@inline
+def debounce_row(value, limits, above, debounce_s, clear_s, timers, g, level, dt_s):
+    """Row ``g`` of :func:`debounce_kernel`: updates ``timers[g]``, returns the level
+    after this period; ``level`` is the row's level before it."""
+    lvl = 0
+    for k in range(3):
+        hit = value > limits[k] if above else value < limits[k]
+        t = timers[g, k]
+        if hit:
+            t = t + dt_s if t >= 0.0 else dt_s
+        else:
+            t = t - dt_s if t <= 0.0 else -dt_s
+        timers[g, k] = t
+        if t >= debounce_s[k] - 1e-9:
+            lvl = k + 1
+        elif t < 0.0 and -t < clear_s and level >= k + 1:
+            lvl = k + 1  # held until clear for clear_s
+    return lvl
+
+
 @kernel
 def debounce_kernel(values, limits, above, debounce_s, clear_s, timers, levels, dt_s):
     """Per-group three-level limit check with debounce, for every series group.
@@ -247,20 +267,210 @@ def debounce_kernel(values, limits, above, debounce_s, clear_s, timers, levels, 
     none, 1 warning, 2 alarm, 3 fault). A level drops once its condition has been
     clear for ``clear_s``; latching of faults is the caller's rule.
     """
-    n = values.shape[0]
+    for g in range(values.shape[0]):
+        levels[g] = debounce_row(
+            values[g], limits, above, debounce_s, clear_s, timers, g, levels[g], dt_s
+        )
+
+
+# ---- protections: every check of the 10 ms task in one call (protection_kernel)
+# lim: one row per limit check
+L_LIMITS = 0  # columns 0..2: warning, alarm, fault
+L_DEBOUNCE_S = 3  # columns 3..5: their debounce times, s
+L_CLEAR_S = 6  # a warning or alarm drops after its condition has been clear this long
+L_ABOVE = 7  # 1: trips above the limits, 0: below
+NL = 8
+# wiring: one row per limit check, (quantity, condition)
+Q_CELL_V = 0  # every group's cell voltage (an implausible one counts as the median)
+Q_TEMP_MAX_C = 1  # hottest plausible temperature reading
+Q_TEMP_MIN_C = 2  # coldest plausible temperature reading
+Q_CHARGE_A = 3  # charge current (minus the measured current)
+Q_DISCHARGE_A = 4  # discharge current (the measured current)
+Q_SPREAD_V = 5  # highest minus lowest plausible cell voltage (0 without one)
+Q_SINCE_COMMAND_S = 6  # time since the vehicle's last valid command
+ALWAYS = 0
+CHARGING = 1  # current below -PR_CHARGE_A
+DISCHARGING = 2  # not charging (also with a current that is not a number)
+# plausibility checks, after the limit checks in ``levels``
+PL_CELL_VOLTAGE = 0  # a cell voltage outside the plausible range
+PL_TEMP_SENSOR = 1  # a temperature outside the plausible range (open or short)
+PL_TEMP_STUCK = 2  # a temperature frozen for PR_STUCK_S while another moves
+PL_CURRENT_OFFSET = 3  # a current above PR_OFFSET_A with the mains open
+PL_CURRENT = 4  # a current that is not a finite number
+NPL = 5
+# prm
+PR_CELL_V_LO = 0  # plausible cell voltage: strictly between these, V
+PR_CELL_V_HI = 1
+PR_TEMP_LO_C = 2  # plausible temperature: strictly between these, degC
+PR_TEMP_HI_C = 3
+PR_STUCK_S = 4
+PR_OFFSET_A = 5
+PR_PLAUSIBILITY_S = 6  # debounce of every plausibility check
+PR_CHARGE_A = 7
+NPR = 8
+
+
+@kernel
+def protection_kernel(
+    v,
+    t,
+    current_a,
+    since_command_s,
+    mains_open,
+    dt_s,
+    prm,
+    lim,
+    wiring,
+    timers,
+    row_levels,
+    t_last,
+    t_frozen_s,
+    plaus_s,
+    scratch,
+    levels,
+):
+    """Every protection check of one period on one measurement.
+
+    ``v`` (n,) cell voltages, ``t`` (n_t,) temperatures, ``mains_open`` whether no
+    main contactor reports closed. Limit check ``c`` compares quantity
+    ``wiring[c, 0]`` with the limits of ``lim[c]`` (:func:`debounce_row`; a
+    ``Q_CELL_V`` check once per group) while condition ``wiring[c, 1]`` holds and
+    the quantity has a plausible reading; otherwise it idles: its condition
+    counts as clear and its level is 0. ``timers`` (n_checks, n, 3) and
+    ``row_levels`` (n_checks, n) are the per-row debounce state (row 0 only for
+    a single-value check). A plausibility check is a fault once its condition
+    has held for ``PR_PLAUSIBILITY_S`` (timers ``plaus_s``). ``t_last`` and
+    ``t_frozen_s`` hold each temperature's last reading and how long it has not
+    moved; ``scratch`` (n,) is work space. ``levels`` (n_checks + NPL) receives
+    the level of every check (0 ok .. 3 fault; the highest of its groups).
+
+    Returns (levels changed, highest level, group of the highest voltage, group
+    of the lowest), the groups as ``np.argmax`` and ``np.argmin`` of ``v`` (the
+    first not-a-number if any).
+    """
+    # ---- cell voltages: plausibility, plausible extremes, worst groups
+    n = v.shape[0]
+    v_lo = prm[PR_CELL_V_LO]
+    v_hi = prm[PR_CELL_V_HI]
+    n_ok = 0
+    ok_max = -math.inf
+    ok_min = math.inf
+    i_max = 0
+    i_min = 0
+    i_nan = -1
     for g in range(n):
-        v = values[g]
-        lvl = 0
-        for k in range(3):
-            hit = v > limits[k] if above else v < limits[k]
-            t = timers[g, k]
-            if hit:
-                t = t + dt_s if t >= 0.0 else dt_s
+        x = v[g]
+        if x > v_lo and x < v_hi:
+            n_ok += 1
+            ok_max = max(ok_max, x)
+            ok_min = min(ok_min, x)
+        if i_nan < 0:
+            if math.isnan(x):
+                i_nan = g
             else:
-                t = t - dt_s if t <= 0.0 else -dt_s
-            timers[g, k] = t
-            if t >= debounce_s[k] - 1e-9:
-                lvl = k + 1
-            elif t < 0.0 and -t < clear_s and levels[g] >= k + 1:
-                lvl = k + 1  # held until clear for clear_s
-        levels[g] = lvl
+                if x > v[i_max]:
+                    i_max = g
+                if x < v[i_min]:
+                    i_min = g
+    spread = ok_max - ok_min if n_ok > 0 else 0.0
+    # an implausible reading is a sensing fault, not an over- or under-voltage
+    fill = 3.0
+    if 0 < n_ok < n:
+        k = 0
+        for g in range(n):
+            x = v[g]
+            if x > v_lo and x < v_hi:
+                scratch[k] = x
+                k += 1
+        ok = scratch[:n_ok]
+        ok.sort()
+        h = n_ok // 2
+        fill = ok[h] if n_ok % 2 == 1 else (ok[h - 1] + ok[h]) / 2.0
+    # ---- temperatures: plausible extremes, frozen readings
+    n_t = t.shape[0]
+    t_lo = prm[PR_TEMP_LO_C]
+    t_hi = prm[PR_TEMP_HI_C]
+    t_ok = 0
+    t_max = -math.inf
+    t_min = math.inf
+    n_stuck = 0
+    for s in range(n_t):
+        x = t[s]
+        if x > t_lo and x < t_hi:
+            t_ok += 1
+            t_max = max(t_max, x)
+            t_min = min(t_min, x)
+        t_frozen_s[s] = t_frozen_s[s] + dt_s if x == t_last[s] else 0.0
+        t_last[s] = x
+        if t_frozen_s[s] >= prm[PR_STUCK_S]:
+            n_stuck += 1
+    frozen = n_t >= 2 and 0 < n_stuck < n_t
+    # ---- limit checks
+    charging = current_a < -prm[PR_CHARGE_A]
+    changed = 0
+    worst = 0
+    n_checks = lim.shape[0]
+    for c in range(n_checks):
+        q = wiring[c, 0]
+        when = wiring[c, 1]
+        if q == Q_TEMP_MAX_C:
+            value = t_max
+        elif q == Q_TEMP_MIN_C:
+            value = t_min
+        elif q == Q_CHARGE_A:
+            value = -current_a
+        elif q == Q_DISCHARGE_A:
+            value = current_a
+        elif q == Q_SPREAD_V:
+            value = spread
+        elif q == Q_SINCE_COMMAND_S:
+            value = since_command_s
+        else:
+            value = 0.0  # per group, below
+        applies = (
+            when == ALWAYS
+            or (when == CHARGING and charging)
+            or (when == DISCHARGING and not charging)
+        )
+        if q == Q_TEMP_MAX_C or q == Q_TEMP_MIN_C:
+            applies = applies and t_ok > 0
+        limits = lim[c, L_LIMITS : L_LIMITS + 3]
+        debounce_s = lim[c, L_DEBOUNCE_S : L_DEBOUNCE_S + 3]
+        clear_s = lim[c, L_CLEAR_S]
+        above = lim[c, L_ABOVE] > 0.0
+        tc = timers[c]
+        lc = row_levels[c]
+        rows = n if q == Q_CELL_V else 1
+        lvl = 0
+        for g in range(rows):
+            if not applies:  # the condition counts as clear, the level drops at once
+                for k in range(3):
+                    tc[g, k] = min(tc[g, k], 0.0) - dt_s
+                lc[g] = 0
+                continue
+            if q == Q_CELL_V:
+                value = v[g]
+                if not (value > v_lo and value < v_hi):
+                    value = fill
+            lc[g] = debounce_row(value, limits, above, debounce_s, clear_s, tc, g, lc[g], dt_s)
+            lvl = max(lvl, lc[g])
+        if levels[c] != lvl:
+            changed += 1
+            levels[c] = lvl
+        worst = max(worst, lvl)
+    # ---- plausibility checks
+    bad = (
+        n_ok < n,
+        t_ok < n_t,
+        frozen,
+        mains_open and abs(current_a) > prm[PR_OFFSET_A],
+        not math.isfinite(current_a),
+    )
+    for k in range(NPL):
+        plaus_s[k] = plaus_s[k] + dt_s if bad[k] else 0.0
+        lvl = 3 if bad[k] and plaus_s[k] >= prm[PR_PLAUSIBILITY_S] - 1e-9 else 0
+        if levels[n_checks + k] != lvl:
+            changed += 1
+            levels[n_checks + k] = lvl
+        worst = max(worst, lvl)
+    return changed, worst, i_max, i_min

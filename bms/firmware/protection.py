@@ -7,7 +7,7 @@ Warnings and alarms drop by themselves once the condition has been clear for
 ``clear_s``; a fault latches (the contactors stay open) until :meth:`reset`
 is called with the condition gone, as a real BMS wants a deliberate reset.
 
-Checks: cell over- and under-voltage (per group, numba kernel); over- and
+Checks: cell over- and under-voltage (per group); over- and
 under-temperature with separate limits while charging and discharging;
 over-current in charge and discharge; cell voltage spread; loss of the
 vehicle's commands; and plausibility faults: a cell voltage outside the
@@ -15,35 +15,42 @@ plausible range (an open sense wire reads about 0 V below and the sum above),
 a temperature sensor open, shorted or frozen, a current reading with the
 main contactors open (sensor offset) and a current that is not a number.
 The firmware sees only measurements. Sign convention: positive current = discharge.
+
+Every check of a period runs in one call of the numba kernel
+:func:`~bms.firmware.kernels.protection_kernel` (one pass over the cell voltages,
+one over the temperatures); the tables below say what each check compares.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from bms.config import LimitConfig, ProtectionConfig
-from bms.firmware.kernels import debounce_kernel
+from bms.config import ProtectionConfig
+from bms.firmware import kernels as K
 from bms.plant.sensors import Measurement
 
 __all__ = ["LEVELS", "ProtectionStatus", "Protections"]
 
 LEVELS = ("ok", "warning", "alarm", "fault")
 
-_LIMITS = (
-    "cell_overvoltage",
-    "cell_undervoltage",
-    "charge_overtemp",
-    "discharge_overtemp",
-    "charge_undertemp",
-    "discharge_undertemp",
-    "charge_overcurrent",
-    "discharge_overcurrent",
-    "cell_spread",
-    "command_timeout",
-)
+# every limit check: (quantity compared with its limits, when it applies); its limits
+# are the ProtectionConfig field of its name. Out of its condition, or with no
+# plausible reading of its quantity, a check idles at level 0.
+_LIMITS = {
+    "cell_overvoltage": (K.Q_CELL_V, K.ALWAYS),  # per series group
+    "cell_undervoltage": (K.Q_CELL_V, K.ALWAYS),  # per series group
+    "charge_overtemp": (K.Q_TEMP_MAX_C, K.CHARGING),
+    "charge_undertemp": (K.Q_TEMP_MIN_C, K.CHARGING),
+    "discharge_overtemp": (K.Q_TEMP_MAX_C, K.DISCHARGING),
+    "discharge_undertemp": (K.Q_TEMP_MIN_C, K.DISCHARGING),
+    "charge_overcurrent": (K.Q_CHARGE_A, K.ALWAYS),
+    "discharge_overcurrent": (K.Q_DISCHARGE_A, K.ALWAYS),
+    "cell_spread": (K.Q_SPREAD_V, K.ALWAYS),
+    "command_timeout": (K.Q_SINCE_COMMAND_S, K.ALWAYS),
+}
+# faults after plausibility_s, in the kernel's order (K.PL_*)
 PLAUSIBILITY = (
     "cell_voltage_implausible",
     "temp_sensor_implausible",
@@ -51,37 +58,6 @@ PLAUSIBILITY = (
     "current_sensor_offset",
     "current_implausible",
 )
-
-
-class _Check:
-    """One limit over n values (series groups, or one value)."""
-
-    def __init__(self, cfg: LimitConfig, n: int):
-        self.limits = np.array([cfg.warning, cfg.alarm, cfg.fault])
-        self.debounce = np.array([cfg.warning_s, cfg.alarm_s, cfg.fault_s])
-        self.clear_s = cfg.clear_s
-        self.above = cfg.above
-        self.timers = np.zeros((n, 3))
-        self.levels = np.zeros(n, dtype=np.int64)
-
-    def update(self, values: np.ndarray, dt_s: float) -> int:
-        debounce_kernel(
-            values,
-            self.limits,
-            self.above,
-            self.debounce,
-            self.clear_s,
-            self.timers,
-            self.levels,
-            dt_s,
-        )
-        return int(self.levels.max())
-
-    def idle(self, dt_s: float) -> int:
-        """The check does not apply now (e.g. a charge limit while discharging)."""
-        self.timers[:] = np.minimum(self.timers, 0.0) - dt_s
-        self.levels[:] = 0
-        return 0
 
 
 @dataclass
@@ -106,80 +82,77 @@ class Protections:
 
     def __init__(self, cfg: ProtectionConfig, n_groups: int, n_temp_sensors: int):
         self.cfg = cfg
-        per_group = {"cell_overvoltage", "cell_undervoltage"}
-        self._checks = {
-            name: _Check(getattr(cfg, name), n_groups if name in per_group else 1)
-            for name in _LIMITS
-        }
-        self._plaus_t = dict.fromkeys(PLAUSIBILITY, 0.0)
+        self.n_groups = n_groups
+        self.n_temp_sensors = n_temp_sensors
+        self._names = (*_LIMITS, *PLAUSIBILITY)
+        prm = np.zeros(K.NPR)
+        prm[K.PR_CELL_V_LO], prm[K.PR_CELL_V_HI] = cfg.cell_voltage_plausible_v
+        prm[K.PR_TEMP_LO_C], prm[K.PR_TEMP_HI_C] = cfg.temp_plausible_c
+        prm[K.PR_STUCK_S] = cfg.temp_stuck_s
+        prm[K.PR_OFFSET_A] = cfg.current_offset_limit_a
+        prm[K.PR_PLAUSIBILITY_S] = cfg.plausibility_s
+        prm[K.PR_CHARGE_A] = cfg.charge_current_a
+        self._prm = prm
+        self._lim = np.zeros((len(_LIMITS), K.NL))
+        for c, name in enumerate(_LIMITS):
+            lim = getattr(cfg, name)
+            self._lim[c, K.L_LIMITS : K.L_LIMITS + 3] = (lim.warning, lim.alarm, lim.fault)
+            self._lim[c, K.L_DEBOUNCE_S : K.L_DEBOUNCE_S + 3] = (
+                lim.warning_s,
+                lim.alarm_s,
+                lim.fault_s,
+            )
+            self._lim[c, K.L_CLEAR_S] = lim.clear_s
+            self._lim[c, K.L_ABOVE] = 1.0 if lim.above else 0.0
+        self._wiring = np.array(list(_LIMITS.values()), dtype=np.int64)
+        # debounce state: (check, group, level); a single-value check uses group 0
+        self._timers = np.zeros((len(_LIMITS), n_groups, 3))
+        self._row_levels = np.zeros((len(_LIMITS), n_groups), dtype=np.int64)
+        self._plaus_s = np.zeros(len(PLAUSIBILITY))
         self._t_last = np.full(n_temp_sensors, np.nan)
         self._t_frozen_s = np.zeros(n_temp_sensors)
+        self._scratch = np.empty(n_groups)
+        self._levels = np.zeros(len(self._names), dtype=np.int64)
         self.status = ProtectionStatus()
 
     def update(self, m: Measurement, dt_s: float, since_command_s: float) -> ProtectionStatus:
         """Run every check on one measurement; ``since_command_s`` is the time since the
         vehicle's last valid command frame."""
-        cfg, ch, lv = self.cfg, self._checks, self.status.levels
-        v = m.cell_voltage_v
-        plausible = (v > cfg.cell_voltage_plausible_v[0]) & (v < cfg.cell_voltage_plausible_v[1])
-        ok_v = v[plausible]
-        # an implausible reading is a sensing fault, not an over- or under-voltage
-        v_checked = (
-            v
-            if ok_v.size == v.size
-            else np.where(plausible, v, np.median(ok_v) if ok_v.size else 3.0)
+        v, t = m.cell_voltage_v, m.temp_c
+        if len(v) != self.n_groups or len(t) != self.n_temp_sensors:
+            raise ValueError(
+                f"protections of {self.n_groups} groups and {self.n_temp_sensors} temperature "
+                f"sensors got {len(v)} cell voltages and {len(t)} temperatures"
+            )
+        fb = m.contactor_feedback
+        mains_open = not (fb.get("main_pos", False) or fb.get("main_neg", False))
+        changed, worst, i_max, i_min = K.protection_kernel(
+            v,
+            t,
+            float(m.current_a),
+            float(since_command_s),
+            mains_open,
+            float(dt_s),
+            self._prm,
+            self._lim,
+            self._wiring,
+            self._timers,
+            self._row_levels,
+            self._t_last,
+            self._t_frozen_s,
+            self._plaus_s,
+            self._scratch,
+            self._levels,
         )
-        lv["cell_overvoltage"] = ch["cell_overvoltage"].update(v_checked, dt_s)
-        lv["cell_undervoltage"] = ch["cell_undervoltage"].update(v_checked, dt_s)
-        self.status.worst_group["cell_overvoltage"] = int(np.argmax(v))
-        self.status.worst_group["cell_undervoltage"] = int(np.argmin(v))
-        t = m.temp_c
-        t_ok = t[(t > cfg.temp_plausible_c[0]) & (t < cfg.temp_plausible_c[1])]
-        t_hi = np.array([t_ok.max() if t_ok.size else np.nan])
-        t_lo = np.array([t_ok.min() if t_ok.size else np.nan])
-        charging = m.current_a < -cfg.charge_current_a
-        for name, vals, active in (
-            ("charge_overtemp", t_hi, charging),
-            ("charge_undertemp", t_lo, charging),
-            ("discharge_overtemp", t_hi, not charging),
-            ("discharge_undertemp", t_lo, not charging),
-        ):
-            lv[name] = ch[name].update(vals, dt_s) if active and t_ok.size else ch[name].idle(dt_s)
-        i = m.current_a
-        lv["charge_overcurrent"] = ch["charge_overcurrent"].update(np.array([-i]), dt_s)
-        lv["discharge_overcurrent"] = ch["discharge_overcurrent"].update(np.array([i]), dt_s)
-        spread = float(ok_v.max() - ok_v.min()) if ok_v.size else 0.0
-        lv["cell_spread"] = ch["cell_spread"].update(np.array([spread]), dt_s)
-        lv["command_timeout"] = ch["command_timeout"].update(np.array([since_command_s]), dt_s)
-        # plausibility: faults after plausibility_s
-        mains_open = not (
-            m.contactor_feedback.get("main_pos", False)
-            or m.contactor_feedback.get("main_neg", False)
-        )
-        frozen = self._frozen(t, dt_s)
-        for name, bad in (
-            ("cell_voltage_implausible", ok_v.size < v.size),
-            ("temp_sensor_implausible", t_ok.size < t.size),
-            ("temp_sensor_stuck", frozen),
-            ("current_sensor_offset", mains_open and abs(i) > cfg.current_offset_limit_a),
-            ("current_implausible", not math.isfinite(i)),
-        ):
-            self._plaus_t[name] = self._plaus_t[name] + dt_s if bad else 0.0
-            lv[name] = 3 if bad and self._plaus_t[name] >= cfg.plausibility_s - 1e-9 else 0
-        for name, level in lv.items():
-            if level == 3:
-                self.status.latched.add(name)
-        return self.status
-
-    def _frozen(self, t: np.ndarray, dt_s: float) -> bool:
-        """A sensor whose reading has not moved for temp_stuck_s while another's has."""
-        same = t == self._t_last
-        self._t_frozen_s = np.where(same, self._t_frozen_s + dt_s, 0.0)
-        self._t_last = t.copy()
-        if t.size < 2:
-            return False
-        stuck = self._t_frozen_s >= self.cfg.temp_stuck_s
-        return bool(stuck.any() and not stuck.all())
+        st = self.status
+        lv = st.levels
+        if changed or len(lv) != len(self._names):
+            lv.update(zip(self._names, self._levels.tolist(), strict=True))
+        st.worst_group["cell_overvoltage"] = i_max
+        st.worst_group["cell_undervoltage"] = i_min
+        if worst == 3:
+            st.latched.update(name for name, level in lv.items() if level == 3)
+        return st
 
     def reset(self) -> bool:
         """Clear the latched faults whose condition is gone; True when none is left."""

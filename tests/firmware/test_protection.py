@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import make_pack
 
 from bms import ConfigError, load_config
 from bms.config import ProtectionConfig
-from bms.firmware.protection import Protections
+from bms.firmware.kernels import debounce_kernel
+from bms.firmware.protection import PLAUSIBILITY, Protections
 from bms.plant import Measurement
 
 PERIOD = 0.01  # the 10 ms task
@@ -195,3 +198,225 @@ def test_limits_out_of_order_in_a_file_name_the_limit(tmp_path) -> None:
         r"warning <= alarm <= fault, got 3.7, 3.65, 3.7",
     ):
         load_config(f)
+
+
+# ---- plain-Python twin of the fused protection kernel: the per-check implementation
+
+
+def twin_debounce(values, limits, above, debounce_s, clear_s, timers, levels, dt_s) -> None:
+    """debounce_kernel, line by line."""
+    for g in range(len(values)):
+        v = values[g]
+        lvl = 0
+        for k in range(3):
+            hit = v > limits[k] if above else v < limits[k]
+            t = timers[g, k]
+            if hit:
+                t = t + dt_s if t >= 0.0 else dt_s
+            else:
+                t = t - dt_s if t <= 0.0 else -dt_s
+            timers[g, k] = t
+            if t >= debounce_s[k] - 1e-9:
+                lvl = k + 1
+            elif t < 0.0 and -t < clear_s and levels[g] >= k + 1:
+                lvl = k + 1
+        levels[g] = lvl
+
+
+class TwinCheck:
+    """One limit over n values, with its own debounce timers."""
+
+    def __init__(self, lim, n: int):
+        self.lim = lim
+        self.timers = np.zeros((n, 3))
+        self.levels = np.zeros(n, dtype=np.int64)
+
+    def update(self, values, dt_s: float) -> int:
+        lim = self.lim
+        twin_debounce(
+            np.asarray(values, dtype=float),
+            (lim.warning, lim.alarm, lim.fault),
+            lim.above,
+            (lim.warning_s, lim.alarm_s, lim.fault_s),
+            lim.clear_s,
+            self.timers,
+            self.levels,
+            dt_s,
+        )
+        return int(self.levels.max())
+
+    def idle(self, dt_s: float) -> int:
+        self.timers[:] = np.minimum(self.timers, 0.0) - dt_s
+        self.levels[:] = 0
+        return 0
+
+
+class TwinProtections:
+    """The protections as separate checks on numpy arrays (the implementation before
+    the fused kernel), for comparison."""
+
+    PER_GROUP = ("cell_overvoltage", "cell_undervoltage")
+
+    def __init__(self, cfg: ProtectionConfig, n_groups: int, n_temp_sensors: int):
+        self.cfg = cfg
+        names = [*CHECKS, "command_timeout"]
+        self.checks = {
+            k: TwinCheck(getattr(cfg, k), n_groups if k in self.PER_GROUP else 1) for k in names
+        }
+        self.plaus_s = dict.fromkeys(PLAUSIBILITY, 0.0)
+        self.t_last = np.full(n_temp_sensors, np.nan)
+        self.t_frozen_s = np.zeros(n_temp_sensors)
+        self.levels: dict[str, int] = {}
+        self.latched: set[str] = set()
+        self.worst_group: dict[str, int] = {}
+
+    def update(self, m: Measurement, dt_s: float, since_command_s: float) -> None:
+        cfg, ch, lv = self.cfg, self.checks, self.levels
+        v = m.cell_voltage_v
+        plausible = (v > cfg.cell_voltage_plausible_v[0]) & (v < cfg.cell_voltage_plausible_v[1])
+        ok_v = v[plausible]
+        fill = np.median(ok_v) if ok_v.size else 3.0
+        v_checked = np.where(plausible, v, fill)
+        lv["cell_overvoltage"] = ch["cell_overvoltage"].update(v_checked, dt_s)
+        lv["cell_undervoltage"] = ch["cell_undervoltage"].update(v_checked, dt_s)
+        self.worst_group["cell_overvoltage"] = int(np.argmax(v))
+        self.worst_group["cell_undervoltage"] = int(np.argmin(v))
+        t = m.temp_c
+        t_ok = t[(t > cfg.temp_plausible_c[0]) & (t < cfg.temp_plausible_c[1])]
+        charging = m.current_a < -cfg.charge_current_a
+        for name, pick, active in (
+            ("charge_overtemp", np.max, charging),
+            ("charge_undertemp", np.min, charging),
+            ("discharge_overtemp", np.max, not charging),
+            ("discharge_undertemp", np.min, not charging),
+        ):
+            check = ch[name]
+            lv[name] = (
+                check.update([pick(t_ok)], dt_s) if active and t_ok.size else check.idle(dt_s)
+            )
+        i = m.current_a
+        lv["charge_overcurrent"] = ch["charge_overcurrent"].update([-i], dt_s)
+        lv["discharge_overcurrent"] = ch["discharge_overcurrent"].update([i], dt_s)
+        spread = float(ok_v.max() - ok_v.min()) if ok_v.size else 0.0
+        lv["cell_spread"] = ch["cell_spread"].update([spread], dt_s)
+        lv["command_timeout"] = ch["command_timeout"].update([since_command_s], dt_s)
+        fb = m.contactor_feedback
+        mains_open = not (fb.get("main_pos", False) or fb.get("main_neg", False))
+        same = t == self.t_last
+        self.t_frozen_s = np.where(same, self.t_frozen_s + dt_s, 0.0)
+        self.t_last = t.copy()
+        stuck = self.t_frozen_s >= cfg.temp_stuck_s
+        frozen = t.size >= 2 and bool(stuck.any() and not stuck.all())
+        for name, bad in (
+            ("cell_voltage_implausible", ok_v.size < v.size),
+            ("temp_sensor_implausible", t_ok.size < t.size),
+            ("temp_sensor_stuck", frozen),
+            ("current_sensor_offset", mains_open and abs(i) > cfg.current_offset_limit_a),
+            ("current_implausible", not np.isfinite(i)),
+        ):
+            self.plaus_s[name] = self.plaus_s[name] + dt_s if bad else 0.0
+            lv[name] = 3 if bad and self.plaus_s[name] >= cfg.plausibility_s - 1e-9 else 0
+        self.latched |= {name for name, level in lv.items() if level == 3}
+
+    def reset(self) -> bool:
+        self.latched = {k for k in self.latched if self.levels.get(k, 0) == 3}
+        return not self.latched
+
+
+ODD_VOLTAGES = [np.nan, np.inf, -np.inf, 0.0, 0.5, 4.8, 5.0, 3.62, 3.67, 3.75, 2.7, 2.55, 2.4]
+ODD_TEMPS = [np.nan, np.inf, -40.0, -39.0, 125.0, 130.0, 48.0, 60.0, 70.0, 2.0, -25.0, -35.0]
+ODD_CURRENTS = [np.nan, np.inf, -np.inf, 0.0, 1.5, -1.0, -1.5, 3.0, -200.0, -300.0, -450.0]
+ODD_CURRENTS += [450.0, 600.0, 750.0]
+
+
+def random_measurements(rng: np.random.Generator, n: int, n_t: int, ticks: int):
+    """Inputs that hold for a while and then change, so that every level of every check
+    trips and clears: cells near and beyond the limits, open and shorted sensors, frozen
+    readings, not-a-number readings, the mains opening and closing."""
+    v, t = np.full(n, 3.3), np.full(n_t, 25.0)
+    current, since_s, closed, moving = 0.0, 0.0, True, True
+    for _ in range(ticks):
+        if rng.random() < 0.05:  # near a limit or far apart
+            v = rng.normal(rng.choice([3.3, 3.62, 3.68, 2.75, 2.55]), rng.choice([0.02, 0.2]), n)
+        if rng.random() < 0.03:
+            v[rng.integers(n)] = rng.choice(ODD_VOLTAGES)
+        if rng.random() < 0.005:  # a cell monitoring unit lost
+            v = np.full(n, np.nan)
+        if rng.random() < 0.02:
+            v = np.where(rng.random(n) < 0.5, rng.normal(3.3, 0.1, n), v)
+        if rng.random() < 0.02:
+            t = rng.normal(20.0, 30.0, n_t).round(1)
+        if rng.random() < 0.03:
+            t[rng.integers(n_t)] = rng.choice(ODD_TEMPS)
+        if rng.random() < 0.03:
+            moving = not moving
+        if moving and rng.random() < 0.5:  # some sensors move, the others stay frozen
+            t = np.where(rng.random(n_t) < 0.5, t + rng.normal(0.0, 0.2, n_t).round(1), t)
+        if rng.random() < 0.05:
+            current = float(rng.choice([*ODD_CURRENTS, rng.normal(0.0, 300.0)]))
+        if rng.random() < 0.05:
+            since_s = float(rng.choice([0.0, 0.2, 0.4, 0.7, 1.5, np.nan, rng.uniform(0, 2)]))
+        if rng.random() < 0.03:
+            closed = not closed
+        fb = {"main_pos": closed, "main_neg": closed and rng.random() < 0.5, "precharge": False}
+        yield Measurement(0.0, v.copy(), t.copy(), current, 0.0, 0.0, fb), since_s
+
+
+def quick_config() -> ProtectionConfig:
+    """Short debounce and clear times, staggered so that a step past the fault limit
+    passes through every level within a few ticks."""
+    names = [*CHECKS, "command_timeout"]
+    quick = dict(warning_s=0.2, alarm_s=0.4, fault_s=0.6, clear_s=0.5)
+    checks = {k: dataclasses.replace(getattr(ProtectionConfig(), k), **quick) for k in names}
+    return ProtectionConfig(**checks, temp_stuck_s=1.0)
+
+
+@pytest.mark.parametrize(
+    ("n", "n_t", "quick"), [(8, 4, True), (7, 3, True), (1, 1, True), (2, 1, True), (8, 4, False)]
+)
+def test_fused_kernel_matches_the_per_check_twin_on_random_inputs(rng, n, n_t, quick) -> None:
+    cfg = quick_config() if quick else ProtectionConfig()
+    dt = 0.05
+    prot, twin = Protections(cfg, n, n_t), TwinProtections(cfg, n, n_t)
+    seen = set()
+    for k, (m, since_s) in enumerate(random_measurements(rng, n, n_t, 2000)):
+        if rng.random() < 0.01:
+            assert prot.reset() == twin.reset()
+        st = prot.update(m, dt, since_s)
+        twin.update(m, dt, since_s)
+        assert list(st.levels.items()) == list(twin.levels.items()), k
+        assert st.latched == twin.latched, k
+        assert st.worst_group == twin.worst_group, k
+        for c, (name, check) in enumerate(twin.checks.items()):
+            rows = check.timers.shape[0]
+            c = list(prot._names).index(name)
+            np.testing.assert_array_equal(prot._timers[c, :rows], check.timers, err_msg=name)
+            np.testing.assert_array_equal(prot._row_levels[c, :rows], check.levels)
+        np.testing.assert_array_equal(prot._plaus_s, list(twin.plaus_s.values()))
+        np.testing.assert_array_equal(prot._t_frozen_s, twin.t_frozen_s)
+        seen |= set(st.levels.items())
+    if quick and n >= 2 and n_t >= 2:  # the inputs reach every level of every check
+        assert seen >= {(name, 3) for name in prot.status.levels}
+        assert seen >= {(name, lvl) for name in [*CHECKS, "command_timeout"] for lvl in (1, 2)}
+
+
+def test_debounce_kernel_matches_its_twin(rng) -> None:
+    lim = ProtectionConfig().cell_overvoltage
+    args = ((lim.warning, lim.alarm, lim.fault), lim.above, (0.2, 0.1, 0.05), lim.clear_s)
+    timers, levels = np.zeros((16, 3)), np.zeros(16, dtype=np.int64)
+    t_timers, t_levels = timers.copy(), levels.copy()
+    for _ in range(500):
+        values = rng.normal(3.62, 0.05, 16)
+        values[rng.random(16) < 0.05] = np.nan
+        debounce_kernel(
+            values, np.array(args[0]), *args[1:2], np.array(args[2]), args[3], timers, levels, 0.01
+        )
+        twin_debounce(values, *args, t_timers, t_levels, 0.01)
+        np.testing.assert_array_equal(timers, t_timers)
+        np.testing.assert_array_equal(levels, t_levels)
+
+
+def test_a_measurement_of_another_pack_size_is_refused() -> None:
+    prot = Protections(ProtectionConfig(), 8, 4)
+    with pytest.raises(ValueError, match="8 groups and 4 temperature sensors got 9 cell"):
+        prot.update(meas(n=9), PERIOD, 0.0)
