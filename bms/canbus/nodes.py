@@ -304,8 +304,10 @@ class BmsNode(Node):
             hb = self.msg.get("heartbeat")
             if hb is not None and not self.fresh(hb, t_s, self.heartbeat_timeout_s):
                 return  # a command without a live vehicle controller is not trusted
-            close = inp.get("contactor_request") == "Close"
             mode = inp.get("mode_request")
+            if mode is None or inp.get("contactor_request") is None:
+                return  # a value outside its table: the frame is discarded, not obeyed
+            close = inp.get("contactor_request") == "Close"
             request = "standby"
             if close and mode == "Drive":
                 request = "drive"

@@ -201,6 +201,7 @@ def test_bad_frames_are_counted_and_ignored_and_a_bad_vcu_makes_a_fault(buses) -
         tester.send(can.Message(is_error_frame=True))
         tester.send(can.Message(arbitration_id=cmd.frame_id, is_extended_id=True, is_remote_frame=True))
         tester.send(frame(cmd, close, 59 % 16))
+        tester.send(frame(cmd, {**close, "ModeRequest": 3}, 60 % 16))  # not in the table
         for _ in range(500):  # a flood of unknown frames
             tester.send(can.Message(arbitration_id=0x7FF, data=b"\xff" * 8))
         emu.run(emu.scheduler.now_s + 0.05)
@@ -210,10 +211,12 @@ def test_bad_frames_are_counted_and_ignored_and_a_bad_vcu_makes_a_fault(buses) -
         assert errors["error_frame"] == 1
         assert errors["remote_frame"] == 1
         assert errors["counter_repeat"] == 1
+        assert errors["out_of_range"] == 1
+        assert emu.nodes["bms"].inputs["mode_request"] is None  # a value it cannot trust
         # now only corrupted commands: the BMS loses its vehicle and opens the contactors
         for k in range(60):
             tester.send(frame(hb, {"VcuState": "Driving"}, (60 + k) % 16, corrupt=True))
-            tester.send(frame(cmd, close, (60 + k) % 16, corrupt=True))
+            tester.send(frame(cmd, close, (61 + k) % 16, corrupt=True))
             emu.run(emu.scheduler.now_s + 0.05)
         assert errors["bad_crc"] >= 100
         assert "command_timeout" in emu.bms.protections.status.latched
