@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from bms._jit import kernel
 from bms.errors import ConfigError
 
 __all__ = [
@@ -55,14 +56,28 @@ def _scalar(table: tuple[int, ...], data: bytes | bytearray, init: int) -> int:
     return crc ^ _XOROUT
 
 
-def _batch(table: npt.NDArray[np.uint8], data: npt.ArrayLike, init: int) -> npt.NDArray[np.uint8]:
+@kernel
+def crc8_rows_kernel(rows, table, init, xorout, skip, out):  # pragma: no cover - numba
+    """CRC-8 of every row of ``rows`` (n, k uint8), leaving column ``skip`` out (the CRC's
+    own byte; -1 for none), into ``out`` (n, uint8)."""
+    n, k = rows.shape
+    for i in range(n):
+        crc = init
+        for j in range(k):
+            if j != skip:
+                crc = table[crc ^ rows[i, j]]
+        out[i] = crc ^ xorout
+
+
+def _batch(
+    table: npt.NDArray[np.uint8], data: npt.ArrayLike, init: int, skip: int = -1
+) -> npt.NDArray[np.uint8]:
     rows = np.asarray(data)
     if rows.ndim != 2 or rows.dtype != np.uint8:
         raise ValueError(f"CRC batch needs an (n, k) uint8 array, got {rows.dtype} {rows.shape}")
-    crc = np.full(rows.shape[0], init, dtype=np.uint8)
-    for col in range(rows.shape[1]):
-        crc = table[crc ^ rows[:, col]]
-    return crc ^ np.uint8(_XOROUT)
+    out = np.empty(rows.shape[0], dtype=np.uint8)
+    crc8_rows_kernel(rows, table, np.uint8(init), np.uint8(_XOROUT), skip, out)
+    return out
 
 
 def crc8_sae_j1850(data: bytes | bytearray, init: int = 0xFF) -> int:
@@ -70,9 +85,12 @@ def crc8_sae_j1850(data: bytes | bytearray, init: int = 0xFF) -> int:
     return _scalar(_SAE_J1850, data, init)
 
 
-def crc8_sae_j1850_batch(data: npt.ArrayLike, init: int = 0xFF) -> npt.NDArray[np.uint8]:
-    """CRC-8/SAE-J1850 of every row of an (n, k) uint8 array -> (n,) uint8."""
-    return _batch(_SAE_J1850_NP, data, init)
+def crc8_sae_j1850_batch(
+    data: npt.ArrayLike, init: int = 0xFF, skip: int = -1
+) -> npt.NDArray[np.uint8]:
+    """CRC-8/SAE-J1850 of every row of an (n, k) uint8 array -> (n,) uint8; column
+    ``skip`` (the CRC's own byte) left out."""
+    return _batch(_SAE_J1850_NP, data, init, skip)
 
 
 def crc8_autosar(data: bytes | bytearray, init: int = 0xFF) -> int:
@@ -80,9 +98,12 @@ def crc8_autosar(data: bytes | bytearray, init: int = 0xFF) -> int:
     return _scalar(_AUTOSAR, data, init)
 
 
-def crc8_autosar_batch(data: npt.ArrayLike, init: int = 0xFF) -> npt.NDArray[np.uint8]:
-    """CRC-8/AUTOSAR of every row of an (n, k) uint8 array -> (n,) uint8."""
-    return _batch(_AUTOSAR_NP, data, init)
+def crc8_autosar_batch(
+    data: npt.ArrayLike, init: int = 0xFF, skip: int = -1
+) -> npt.NDArray[np.uint8]:
+    """CRC-8/AUTOSAR of every row of an (n, k) uint8 array -> (n,) uint8; column ``skip``
+    (the CRC's own byte) left out."""
+    return _batch(_AUTOSAR_NP, data, init, skip)
 
 
 class Crc8Scalar(Protocol):
@@ -94,7 +115,9 @@ class Crc8Scalar(Protocol):
 class Crc8Batch(Protocol):
     """A batch CRC-8: (n, k) uint8 rows (and an optional start value) -> (n,) uint8."""
 
-    def __call__(self, data: npt.ArrayLike, init: int = 0xFF) -> npt.NDArray[np.uint8]: ...
+    def __call__(
+        self, data: npt.ArrayLike, init: int = 0xFF, skip: int = -1
+    ) -> npt.NDArray[np.uint8]: ...
 
 
 #: CRC algorithms by the name a binding or DBC uses: name -> (scalar, batch).

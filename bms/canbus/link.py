@@ -340,7 +340,7 @@ class CanLink:
             tx.count = (tx.count + lay.n_pages) % bm.counter_mod
         data = tx.codec.encode_batch(columns)
         if bm.crc_byte >= 0:
-            data[:, bm.crc_byte] = tx.crc_batch(data[:, lay.keep])
+            data[:, bm.crc_byte] = tx.crc_batch(data, skip=bm.crc_byte)
         stats = self.stats
         stats.frames_tx += lay.n_pages
         stats.bits_tx += tx.bits * lay.n_pages
@@ -492,7 +492,7 @@ class CanLink:
         lay = self._tx[bm.name].batch
         assert lay is not None
         if bm.crc_byte >= 0:
-            bad = CRC8[bm.crc_algorithm][1](data[:, lay.keep]) != data[:, bm.crc_byte]
+            bad = CRC8[bm.crc_algorithm][1](data, skip=bm.crc_byte) != data[:, bm.crc_byte]
             if bad.any():
                 for _ in range(int(bad.sum())):
                     self._count("bad_crc", codec.frame_id, f"{bm.name}: CRC mismatch", t_s)

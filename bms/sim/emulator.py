@@ -26,6 +26,7 @@ import numpy as np
 
 from bms.canbus.binding import Binding, BoundMessage, load_binding
 from bms.canbus.bus import BusSpec, open_bus
+from bms.canbus.crc import CRC8
 from bms.canbus.link import CanLink, frame_bits
 from bms.canbus.nodes import BmsNode, ChargerNode, Node, PackNode, VcuNode
 from bms.canbus.vocab import ROLES
@@ -266,6 +267,8 @@ class Emulator:
         """Compile (or load) every numba kernel and run each node's code path once, so no
         first-call compile stalls the bus later."""
         self.pack.warm_up()
+        for _, batch in CRC8.values():
+            batch(np.zeros((2, 8), dtype=np.uint8), skip=7)
         if self.bms is not None:
             probe = EmulatedBms(
                 self.cfg,

@@ -78,3 +78,12 @@ def test_batch_rejects_anything_but_a_2d_uint8_array() -> None:
         crc8_sae_j1850_batch(np.zeros(8, np.uint8))
     with pytest.raises(ValueError, match=r"\(n, k\) uint8"):
         crc8_autosar_batch(np.zeros((2, 8), np.int64))
+
+
+@pytest.mark.parametrize("name", sorted(CRC8))
+def test_batch_can_leave_out_the_crc_byte(name: str, rng) -> None:
+    scalar, batch = CRC8[name]
+    rows = rng.integers(0, 256, size=(40, 8), dtype=np.uint8)
+    for skip in (0, 3, 7):
+        expected = [scalar(bytes(np.delete(r, skip))) for r in rows]
+        assert batch(rows, skip=skip).tolist() == expected
