@@ -309,3 +309,32 @@ def test_a_pack_that_does_not_fill_its_last_page_works_both_ways(rng) -> None:
         assert emu.link.stats.errors == {}
         v = emu.nodes["bms"].arrays["cell_voltage_v"]
         assert v.size == 203 and np.all(np.abs(v - emu.pack.group_voltage_v) < 0.02)
+
+
+def test_pages_delivered_at_once_are_checked_like_single_frames() -> None:
+    with Emulator(mission=_drive(10.0, 10.0)) as emu:
+        emu.run(1.0)
+        link = emu.link
+        tx = link._tx["CMU_CellVoltages"]
+        rx = link._rx[tx.bm.key]
+        bms = emu.nodes["bms"]
+        cols = dict(tx.batch.columns)
+        n_pages = tx.batch.n_pages
+        last = rx.last_counter["bms"]
+        counters = (last + 1 + np.arange(n_pages)) % 16
+        counters[10] = counters[9]  # page 10 repeats the counter of page 9: stale, dropped
+        counters[20:] = (counters[20:] + 3) % 16  # three frames lost before page 20
+        cols["AliveCounter"] = counters
+        cols["CellVoltage1"] = np.full(n_pages, 3.111)
+        data = tx.codec.encode_batch(cols)
+        data[:, 7] = tx.crc_batch(data, skip=7)
+        data[30, 7] ^= 0xFF  # page 30 corrupted
+        before = bms.arrays["cell_voltage_v"].copy()
+        link._deliver_batch(2.0, rx, bms, data)
+        errors = link.stats.errors
+        assert errors["bad_crc"] == 1 and errors["counter_repeat"] == 1
+        # jumps: 9 -> 11 (10 was the stale repeat), 19 -> 20 (three lost), 29 -> 31 (30 dropped)
+        assert errors["counter_jump"] == 3
+        got = bms.arrays["cell_voltage_v"]
+        assert got[3 * 10] == before[3 * 10] and got[3 * 30] == before[3 * 30]
+        assert got[3 * 11] == pytest.approx(3.111) and got[3 * 29] == pytest.approx(3.111)
