@@ -135,9 +135,7 @@ def bench_codec(repeats: int) -> list[dict[str, Any]]:
                 "signals": len(msg.signals),
                 "encode_us": per_call(lambda c=codec, v=values: c.encode(v)),
                 "decode_us": per_call(lambda c=codec, d=data: c.decode(d)),
-                "cantools_encode_us": per_call(
-                    lambda m=msg, v=values: m.encode(v, strict=False)
-                ),
+                "cantools_encode_us": per_call(lambda m=msg, v=values: m.encode(v, strict=False)),
                 "cantools_decode_us": per_call(lambda m=msg, d=data: m.decode(d)),
             }
         )

@@ -332,7 +332,9 @@ def _bind_message(
             else:
                 crc_byte = lo // 8
         if crc_alg not in CRC8:
-            problems.append(f"{where}: unknown crc_algorithm {crc_alg!r} (valid: {', '.join(CRC8)})")
+            problems.append(
+                f"{where}: unknown crc_algorithm {crc_alg!r} (valid: {', '.join(CRC8)})"
+            )
     unused = set(_as_list(spec.get("unused", []), f"{where} unused", problems))
     for u in unused:
         signal(u)
@@ -379,7 +381,9 @@ def _bind_message(
         slot = make_slot(sig_name, str(value))
         if slot is not None:
             if VALUES[slot.value].kind in ("array", "flags"):
-                problems.append(f"{where}: {sig_name}: {value!r} is an array; bind it with elements")
+                problems.append(
+                    f"{where}: {sig_name}: {value!r} is an array; bind it with elements"
+                )
             scalars.append(slot)
 
     array = spec.get("array")
@@ -416,15 +420,15 @@ def _bind_message(
                     pages.append(Page({page_sig: p}, slots + (scalars if p == 0 else [])))
         elif mux is not None:
             by_mux: dict[int, list[Slot]] = {}
-            for k, e in enumerate(elements):
-                s = signal(e)
-                if s is None:
+            for j, e in enumerate(elements):
+                ms = signal(e)
+                if ms is None:
                     continue
-                ids = list(s.multiplexer_ids or [])
+                ids = list(ms.multiplexer_ids or [])
                 if len(ids) != 1:
                     problems.append(f"{where}: element {e!r} must sit on exactly one mux page")
                     continue
-                if k < n and (sl := make_slot(e, array, k)) is not None:
+                if j < n and (sl := make_slot(e, array, j)) is not None:
                     by_mux.setdefault(ids[0], []).append(sl)
             if len(elements) < n:
                 problems.append(
@@ -438,9 +442,7 @@ def _bind_message(
                     f"{where}: {len(elements)} elements cannot carry the {n} of {array!r}; "
                     "name a page signal (page = ...)"
                 )
-            slots = [
-                sl for k, e in enumerate(elements) if k < n and (sl := make_slot(e, array, k))
-            ]
+            slots = [sl for k, e in enumerate(elements) if k < n and (sl := make_slot(e, array, k))]
             pages = [Page({}, slots + scalars)]
     elif mux is not None:
         by_mux = {}
@@ -463,8 +465,10 @@ def _bind_message(
     for s in msg.signals:
         if s.name in covered:
             continue
-        if mux is not None and s.multiplexer_ids and not any(
-            i in (p.fixed.get(mux, -1),) for p in pages for i in s.multiplexer_ids
+        if (
+            mux is not None
+            and s.multiplexer_ids
+            and not any(i in (p.fixed.get(mux, -1),) for p in pages for i in s.multiplexer_ids)
         ):
             continue  # a multiplexer page nothing is sent on
         if array is not None and page_sig is not None and s.name in elements:

@@ -36,10 +36,11 @@ class BusSpec:
         """Fill what the user left out from python-can's configuration, then defaults."""
         interface, channel = self.interface, self.channel
         if interface is None:
+            cfg: dict[str, Any] = {}
             try:
-                cfg = can.util.load_config()
+                cfg = dict(can.util.load_config())
             except (can.CanInterfaceNotImplementedError, ValueError, KeyError):
-                cfg = {}
+                pass
             interface = cfg.get("interface") or "virtual"
             if channel is None:
                 channel = cfg.get("channel")

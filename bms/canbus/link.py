@@ -133,7 +133,7 @@ class _Tx:
         self.extra: dict[int, dict[str, float]] = {}
         if bm.array is not None and bm.page_signal is not None:
             names = [s.signal for s in bm.pages[0].slots if s.index >= 0]
-            for i, page in enumerate(bm.pages):
+            for page in bm.pages:
                 have = {s.signal for s in page.slots}
                 missing = {n: self.fill[n] for n in names if n not in have}
                 if missing:
@@ -200,7 +200,14 @@ def _batch_layout(bm: BoundMessage) -> _BatchLayout | None:
     for s in first[1:]:
         sig = bm.codec.message.get_signal_by_name(s.signal)
         same = (sig.length, sig.scale, sig.offset, sig.is_signed, sig.minimum, sig.maximum)
-        if same != (sig0.length, sig0.scale, sig0.offset, sig0.is_signed, sig0.minimum, sig0.maximum):
+        if same != (
+            sig0.length,
+            sig0.scale,
+            sig0.offset,
+            sig0.is_signed,
+            sig0.minimum,
+            sig0.maximum,
+        ):
             return None  # elements of different scaling: frame by frame
     n = sum(len(pg.slots) for pg in bm.pages)
     return _BatchLayout(bm, [s.signal for s in first], first[0].factor, first[0].kind == "flag", n)
@@ -292,11 +299,11 @@ class CanLink:
         for s in page.slots:
             if s.index >= 0:
                 arr = out.get(s.value)
-                v = float(arr[s.index]) if arr is not None and s.index < len(arr) else math.nan
+                x = float(arr[s.index]) if arr is not None and s.index < len(arr) else math.nan
                 if s.kind == "flag":
-                    values[s.signal] = 1 if v == v and v else 0
+                    values[s.signal] = 1 if x == x and x else 0
                 else:
-                    values[s.signal] = v * s.factor if v == v else tx.fill[s.signal]
+                    values[s.signal] = x * s.factor if x == x else tx.fill[s.signal]
                 continue
             v = out.get(s.value)
             if s.kind == "enum":
@@ -422,9 +429,7 @@ class CanLink:
                 self._count("unknown_id", aid, "identifier in no DBC file", t_s)
             return
         if key in self._local_tx:
-            self._count(
-                "id_conflict", aid, f"{rx.bm.name} is sent here and by another node", t_s
-            )
+            self._count("id_conflict", aid, f"{rx.bm.name} is sent here and by another node", t_s)
             return
         for role in rx.bm.receivers:
             node = self.nodes.get(role)
@@ -436,7 +441,10 @@ class CanLink:
         codec = bm.codec
         if len(data) != codec.length:
             self._count(
-                "bad_dlc", codec.frame_id, f"{bm.name}: {len(data)} bytes, DBC says {codec.length}", t_s
+                "bad_dlc",
+                codec.frame_id,
+                f"{bm.name}: {len(data)} bytes, DBC says {codec.length}",
+                t_s,
             )
             return
         if bm.crc_byte >= 0:
@@ -460,9 +468,12 @@ class CanLink:
                     "counter_jump", codec.frame_id, f"{bm.name}: {last} -> {c} (frames lost)", t_s
                 )
             rx.last_counter[node.name] = c
-        page = rx.page_of.get(int(values.get(rx.page_key, 0))) if rx.page_key else rx.page_of[0]
+        key = rx.page_key
+        page = rx.page_of.get(int(values.get(key or "", 0))) if key else rx.page_of[0]
         if page is None:
-            self._count("out_of_range", codec.frame_id, f"{bm.name}: page {values[rx.page_key]}", t_s)
+            self._count(
+                "out_of_range", codec.frame_id, f"{bm.name}: page {values.get(key or '')}", t_s
+            )
             return
         ranges = rx.ranges
         inputs = node.inputs
@@ -471,9 +482,7 @@ class CanLink:
             if s.signal in ranges:
                 lo, hi = ranges[s.signal]
                 if not lo <= v <= hi:
-                    self._count(
-                        "out_of_range", codec.frame_id, f"{bm.name}.{s.signal} = {v}", t_s
-                    )
+                    self._count("out_of_range", codec.frame_id, f"{bm.name}.{s.signal} = {v}", t_s)
                     v = math.nan
             if s.index >= 0:
                 arr = node.arrays.get(s.value)

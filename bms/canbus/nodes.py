@@ -64,6 +64,7 @@ class Node:
         self.array_time: dict[str, np.ndarray] = {}
         self.rx_time: dict[str, float] = {}
         self.sizes = sizes
+        self.kinds: dict[str, frozenset[str]] = {}  # message -> values it carries (emulator)
 
     def array(self, name: str, fill: float = math.nan) -> np.ndarray:
         """The input array ``name`` (created on first use, sized from the pack)."""
@@ -187,8 +188,6 @@ class PackNode(Node):
             out["main_pos_feedback"] = fb["main_pos"]
             out["main_neg_feedback"] = fb["main_neg"]
             out["precharge_feedback"] = fb["precharge"]
-
-    kinds: dict[str, frozenset[str]] = {}  # message -> values it carries (set by the emulator)
 
     def _apply_bleed(self, t_s: float) -> None:
         on = self._bleed_cmd > 0.5
@@ -347,8 +346,6 @@ class BmsNode(Node):
         o["current_a"] = m.current_a
         o["pack_voltage_v"] = m.pack_voltage_v
         o["link_voltage_v"] = m.bus_voltage_v
-
-    kinds: dict[str, frozenset[str]] = {}  # message -> values it carries (set by the emulator)
 
     def prepare(self, t_s: float, message: str) -> None:
         """Fill the reports a message carries just before it goes out."""
@@ -559,7 +556,11 @@ class ChargerNode(Node):
             i_cv = self.current_a + self.gain_a_per_v * (v_req - v_out) * dt_s * 5.0
             ramp = self.current_a + self.ramp_a_per_s * dt_s
             i = max(0.0, min(i_max, i_cv, ramp))
-            state = "ConstantVoltage" if i < i_max - 1e-6 and v_out >= v_req - 1.0 else "ConstantCurrent"
+            state = (
+                "ConstantVoltage"
+                if i < i_max - 1e-6 and v_out >= v_req - 1.0
+                else "ConstantCurrent"
+            )
         self.current_a = i
         o = self.outputs
         o["charger_voltage_v"] = v_out

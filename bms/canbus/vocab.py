@@ -161,7 +161,8 @@ _CHARGER_OUT = (
     "charger_input_fault",
     "charger_comm_timeout",
 )
-_BMS_OUT = tuple(v for v in VALUES if v not in _PACK_OUT + _VCU_OUT + _CHARGER_OUT) + (
+_BMS_OUT = (
+    *(v for v in VALUES if v not in _PACK_OUT + _VCU_OUT + _CHARGER_OUT),
     "cell_voltage_v",
     "current_a",
     "pack_voltage_v",

@@ -28,7 +28,9 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("action", choices=("check", "dump"))
-    p.add_argument("binding", nargs="?", help="binding TOML (default: the built-in dbc/binding.toml)")
+    p.add_argument(
+        "binding", nargs="?", help="binding TOML (default: the built-in dbc/binding.toml)"
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--config", metavar="TOML", help="configuration file (pack size)")
     src.add_argument("--preset", metavar="NAME", help="built-in configuration (default bus)")

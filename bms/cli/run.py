@@ -90,7 +90,9 @@ def parse_speed(text: str) -> float | None:
     try:
         v = float(t.rstrip("x"))
     except ValueError:
-        raise ConfigError(f"must be max, realtime or a factor, got {text!r}", field="--speed") from None
+        raise ConfigError(
+            f"must be max, realtime or a factor, got {text!r}", field="--speed"
+        ) from None
     if not v > 0 or v != v or v == float("inf"):
         raise ConfigError(f"must be a factor > 0, got {text!r}", field="--speed")
     return v

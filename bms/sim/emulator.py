@@ -12,6 +12,7 @@ on a bus, and also sent on the python-can bus for everyone else.
 
 from __future__ import annotations
 
+import functools
 import math
 import queue
 import threading
@@ -39,6 +40,10 @@ from bms.sim.clock import Scheduler
 from bms.sim.mission import Mission, make_mission
 
 __all__ = ["Emulator", "RunSummary", "parse_nodes"]
+
+
+def _step(node: VcuNode | ChargerNode, dt_s: float, t_s: float) -> None:
+    node.step(t_s, dt_s)
 
 LOG_SUFFIXES = (".asc", ".blf", ".log", ".csv", ".trc", ".mf4")
 
@@ -206,7 +211,7 @@ class Emulator:
         b = self.binding
         pause_s = 0.0
         bal = self.cfg.firmware.balancing
-        for i, bm in enumerate(b.messages.values()):
+        for bm in b.messages.values():
             if bm.sender not in self.nodes or bm.period_s is None:
                 continue
             node = self.nodes[bm.sender]
@@ -225,11 +230,11 @@ class Emulator:
         if "vcu" in self.nodes:
             vcu = self.nodes["vcu"]
             assert isinstance(vcu, VcuNode)
-            sch.every(0.1, lambda t, v=vcu: v.step(t, 0.1), name="vcu task")
+            sch.every(0.1, functools.partial(_step, vcu, 0.1), name="vcu task")
         if "charger" in self.nodes:
             chg = self.nodes["charger"]
             assert isinstance(chg, ChargerNode)
-            sch.every(0.1, lambda t, c=chg: c.step(t, 0.1), name="charger task")
+            sch.every(0.1, functools.partial(_step, chg, 0.1), name="charger task")
 
     def _pause_task(self, node: PackNode) -> Callable[[float], None]:
         return lambda t: node.prepare(t, "__cmu_pause__")
@@ -353,7 +358,9 @@ class Emulator:
         end = duration_s if duration_s is not None else math.inf
         wall0 = time.perf_counter()
         next_status = wall0 + status_every_s
-        summary = RunSummary(nodes=self.roles, bus=self._bus_spec.describe() if self._bus_spec else "")
+        summary = RunSummary(
+            nodes=self.roles, bus=self._bus_spec.describe() if self._bus_spec else ""
+        )
         chunk = 0.1 if not sch.realtime else 0.05
         try:
             while sch.now_s < end - 1e-9:
@@ -394,7 +401,11 @@ class Emulator:
         s.skipped_periods = self.scheduler.stats.skipped_periods
         if "pack" in self.nodes:
             soc = self.pack.soc
-            s.soc_true = {"min": float(soc.min()), "mean": float(soc.mean()), "max": float(soc.max())}
+            s.soc_true = {
+                "min": float(soc.min()),
+                "mean": float(soc.mean()),
+                "max": float(soc.max()),
+            }
         if self.bms is not None and self.bms.started:
             est = self.bms.soc.soc
             s.soc_estimated = {

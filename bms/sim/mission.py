@@ -94,7 +94,11 @@ class Mission:
         elif ph.kind == "drive":
             o["mode_request"], o["contactor_request"], o["vcu_state"] = "Drive", "Close", "Driving"
         else:
-            o["mode_request"], o["contactor_request"], o["vcu_state"] = "Charge", "Close", "Charging"
+            o["mode_request"], o["contactor_request"], o["vcu_state"] = (
+                "Charge",
+                "Close",
+                "Charging",
+            )
 
     def _finished(self, ph: Phase, t_s: float, inputs: dict[str, Any]) -> bool:
         elapsed = t_s - self.phase_start_s

@@ -135,10 +135,8 @@ def test_every_message_is_sent_at_its_dbc_period(tmp_path) -> None:
             if any(s.name == sig for s in msg.signals):
                 page = msg.decode(m.data, decode_choices=False)[sig]
         times[(m.arbitration_id, page)].append(m.timestamp)
-    assert {db.get_message_by_frame_id(k[0]).name for k in times} == {
-        m.name for m in db.messages
-    }
-    for (fid, page), ts in times.items():
+    assert {db.get_message_by_frame_id(k[0]).name for k in times} == {m.name for m in db.messages}
+    for (fid, _page), ts in times.items():
         msg = db.get_message_by_frame_id(fid)
         if len(ts) < 3:
             continue
@@ -199,7 +197,9 @@ def test_bad_frames_are_counted_and_ignored_and_a_bad_vcu_makes_a_fault(buses) -
         tester.send(can.Message(arbitration_id=0x123, data=b"\x01\x02"))
         tester.send(can.Message(arbitration_id=cmd.frame_id, is_extended_id=True, data=b"\x00"))
         tester.send(can.Message(is_error_frame=True))
-        tester.send(can.Message(arbitration_id=cmd.frame_id, is_extended_id=True, is_remote_frame=True))
+        tester.send(
+            can.Message(arbitration_id=cmd.frame_id, is_extended_id=True, is_remote_frame=True)
+        )
         tester.send(frame(cmd, close, 59 % 16))
         tester.send(frame(cmd, {**close, "ModeRequest": 3}, 60 % 16))  # not in the table
         for _ in range(500):  # a flood of unknown frames
@@ -230,7 +230,9 @@ def test_pack_node_opens_contactors_when_the_bms_goes_silent(buses) -> None:
     with Emulator(nodes=("pack", "bms", "vcu"), bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
         emu.run(8.0)
         assert emu.pack.contactors.closed
-        emu.scheduler.cancel(next(t for t in emu.scheduler.tasks if t.name == "BMS_ContactorCommand"))
+        emu.scheduler.cancel(
+            next(t for t in emu.scheduler.tasks if t.name == "BMS_ContactorCommand")
+        )
         emu.run(8.2)
         assert not emu.pack.contactors.closed
         assert emu.nodes["pack"].contactor_timeouts >= 1

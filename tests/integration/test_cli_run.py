@@ -85,7 +85,7 @@ def test_socketcan_without_af_can_or_vcan_says_what_to_do() -> None:
             pass
         else:
             pytest.skip("this kernel has SocketCAN; the missing-AF_CAN message cannot be shown")
-    with pytest.raises(CanLinkError, match="no SocketCAN|no such CAN device"):
+    with pytest.raises(CanLinkError, match=r"no SocketCAN|no such CAN device"):
         open_bus(BusSpec("socketcan", "vcan0"))
 
 

@@ -200,7 +200,9 @@ def test_a_broken_binding_lists_every_problem(user_binding: Path) -> None:
 
 
 def test_binding_refuses_a_pack_too_big_for_the_matrix(user_binding: Path) -> None:
-    with pytest.raises(BindingError, match="the DBC carries 6 elements of 'cell_voltage_v', the pack has 8"):
+    with pytest.raises(
+        BindingError, match="the DBC carries 6 elements of 'cell_voltage_v', the pack has 8"
+    ):
         load_binding(user_binding, {"cell_voltage_v": 8, "temp_c": 2, "bleed": 8}, ROLES)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -90,7 +91,7 @@ def test_real_time_skips_missed_periods_after_a_stall_instead_of_bursting() -> N
     sch.run_until(0.2)
     assert sch.stats.overruns == 1
     assert sch.stats.skipped_periods == 5
-    gaps = [b - a for a, b in zip(wall, wall[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(wall)]
     # no burst: after the stall no two runs come closer than half a period
     stall_at = next(i for i, g in enumerate(gaps) if g > 0.05)
     assert min(gaps[stall_at + 1 :]) > 0.005
