@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from bms._jit import inline, kernel
 from bms.plant.layout import T_E1, T_E2, T_HYST, T_OCV, T_R0, T_R1, T_R2
 
@@ -281,7 +283,8 @@ L_CLEAR_S = 6  # a warning or alarm drops after its condition has been clear thi
 L_ABOVE = 7  # 1: trips above the limits, 0: below
 NL = 8
 # wiring: one row per limit check, (quantity, condition)
-Q_CELL_V = 0  # every group's cell voltage (an implausible one counts as the median)
+Q_CELL_V = 0  # every group's cell voltage; an implausible one counts as the median of
+# the plausible ones (3.0 V without one)
 Q_TEMP_MAX_C = 1  # hottest plausible temperature reading
 Q_TEMP_MIN_C = 2  # coldest plausible temperature reading
 Q_CHARGE_A = 3  # charge current (minus the measured current)
@@ -372,6 +375,9 @@ def protection_kernel(
                     i_max = g
                 if x < v[i_min]:
                     i_min = g
+    if i_nan >= 0:
+        i_max = i_nan
+        i_min = i_nan
     spread = ok_max - ok_min if n_ok > 0 else 0.0
     # an implausible reading is a sensing fault, not an over- or under-voltage
     fill = 3.0
@@ -382,10 +388,7 @@ def protection_kernel(
             if x > v_lo and x < v_hi:
                 scratch[k] = x
                 k += 1
-        ok = scratch[:n_ok]
-        ok.sort()
-        h = n_ok // 2
-        fill = ok[h] if n_ok % 2 == 1 else (ok[h - 1] + ok[h]) / 2.0
+        fill = np.median(scratch[:n_ok])  # a copy, only while a reading is implausible
     # ---- temperatures: plausible extremes, frozen readings
     n_t = t.shape[0]
     t_lo = prm[PR_TEMP_LO_C]
@@ -459,12 +462,12 @@ def protection_kernel(
             levels[c] = lvl
         worst = max(worst, lvl)
     # ---- plausibility checks
-    bad = (
-        n_ok < n,
-        t_ok < n_t,
-        frozen,
-        mains_open and abs(current_a) > prm[PR_OFFSET_A],
-        not math.isfinite(current_a),
+    bad = (  # in the order of PL_*
+        n_ok < n,  # PL_CELL_VOLTAGE
+        t_ok < n_t,  # PL_TEMP_SENSOR
+        frozen,  # PL_TEMP_STUCK
+        mains_open and abs(current_a) > prm[PR_OFFSET_A],  # PL_CURRENT_OFFSET
+        not math.isfinite(current_a),  # PL_CURRENT
     )
     for k in range(NPL):
         plaus_s[k] = plaus_s[k] + dt_s if bad[k] else 0.0
