@@ -32,9 +32,9 @@ _ch = itertools.count()
 
 
 def _drive_mission(seconds: float, one_c_a: float) -> Mission:
-    """Stop-and-go: alternating 0.6C and 0.1C every 10 s, after 1 s of standby."""
+    """Alternating 0.5C and 0.1C every 10 s, after 1 s of standby."""
     n = int(seconds / 0.1)
-    prof = np.where((np.arange(n) // 100) % 2 == 0, 0.6 * one_c_a, 0.1 * one_c_a)
+    prof = np.where((np.arange(n) // 100) % 2 == 0, 0.5 * one_c_a, 0.1 * one_c_a)
     return Mission("bench", [Phase("drive", seconds, prof, 0.1)], one_c_a, ready_s=1.0)
 
 
@@ -64,6 +64,7 @@ def bench_virtual_speed(name: str, cfg: Config, sim_s: float) -> dict[str, Any]:
                 "bus_load_dbc": emu.dbc_bus_load(),
                 "startup_s": startup,
                 "errors": sum(emu.link.stats.errors.values()),
+                "faults": len(emu.faults_seen),
             }
     finally:
         bus.shutdown()
@@ -178,7 +179,8 @@ def report_can(r: dict[str, Any]) -> list[str]:
             f"  {s['name']:<20} x{s['speed_factor']:,.1f} real time "
             f"({s['simulated_s']:.0f} s in {s['wall_s']:.2f} s), {s['frames_per_sim_s']:,.0f} "
             f"frames per simulated s, {s['frames_per_wall_s']:,.0f} frames/s sustained, "
-            f"bus load {s['bus_load_dbc']:.1%} at 500 kbit/s, {s['errors']} errors"
+            f"bus load {s['bus_load_dbc']:.1%} at 500 kbit/s, {s['errors']} errors, "
+            f"{s['faults']} faults"
         )
     j = r["jitter"]
     lines.append(f"CAN emulator, real time, {j['seconds']:.0f} s, period error:")

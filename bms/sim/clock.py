@@ -56,6 +56,7 @@ class Task:
     active: bool = True
     k: int = 0  # deadline index: next_s = start + k * period (no accumulated drift)
     start_s: float = 0.0
+    priority: float = 0.0  # at equal times, lower first
 
 
 class Scheduler:
@@ -84,15 +85,22 @@ class Scheduler:
         self._seq += 1
 
     def every(
-        self, period_s: float, fn: Callable[[float], None], name: str = "", offset_s: float = 0.0
+        self,
+        period_s: float,
+        fn: Callable[[float], None],
+        name: str = "",
+        offset_s: float = 0.0,
+        priority: float | None = None,
     ) -> Task:
-        """Run ``fn(t_s)`` every ``period_s``, first at now + ``offset_s``."""
+        """Run ``fn(t_s)`` every ``period_s``, first at now + ``offset_s``. At equal times
+        the lower ``priority`` runs first (default: the period, rate-monotonic)."""
         if not period_s > 0.0:
             raise ValueError(f"task {name or fn!r}: period must be > 0 s, got {period_s}")
         start = self.now_s + offset_s
         task = Task(name or getattr(fn, "__name__", "task"), period_s, fn, start, start_s=start)
+        task.priority = period_s if priority is None else priority
         self.tasks.append(task)
-        self._push(start, task, period_s)
+        self._push(start, task, task.priority)
         return task
 
     def at(self, t_s: float, fn: Callable[[float], None]) -> None:
@@ -152,7 +160,7 @@ class Scheduler:
                 task.k += missed
                 nxt = task.start_s + task.k * task.period_s
         task.next_s = nxt
-        self._push(nxt, task, task.period_s)
+        self._push(nxt, task, task.priority)
 
     def _wait_until(self, t_s: float) -> None:
         speed = self.speed

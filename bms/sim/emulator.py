@@ -13,6 +13,7 @@ on a bus, and also sent on the python-can bus for everyone else.
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import queue
 import threading
@@ -44,6 +45,7 @@ __all__ = ["Emulator", "RunSummary", "parse_nodes"]
 
 def _step(node: VcuNode | ChargerNode, dt_s: float, t_s: float) -> None:
     node.step(t_s, dt_s)
+
 
 LOG_SUFFIXES = (".asc", ".blf", ".log", ".csv", ".trc", ".mf4")
 
@@ -124,6 +126,7 @@ class Emulator:
         nvm_path: str | Path | None = None,
         vcu_period_s: float = 0.1,
         charger_period_s: float = 0.1,
+        spin_s: float = 0.002,
     ):
         self.cfg = cfg = cfg if cfg is not None else Config()
         self.roles = parse_nodes(list(nodes))
@@ -191,6 +194,9 @@ class Emulator:
         self._t0_wall = 0.0
         stamp = (lambda t: t) if speed is None else (lambda t: self._t0_wall + t)
         self.link = CanLink(b, self.nodes, self.bus, self._writer, timestamp=stamp)  # type: ignore[arg-type]
+        # real time: sleep until this long before a deadline, then spin (a sleeping
+        # core wakes up late and cold, by 0.5-3 ms on a virtual machine)
+        self.spin_s = spin_s
         self.faults_seen: list[str] = []
         self._fault_set: set[str] = set()
         self._scheduled = False
@@ -207,6 +213,10 @@ class Emulator:
         return ""
 
     def _schedule(self) -> None:
+        """Every cyclic frame at its DBC period (priority: its period), then the nodes'
+        own tasks (priority 10 + period): at an instant where both are due, every frame
+        goes out before any task computes, as from a controller's mailboxes, so a frame's
+        timing does not depend on how long the firmware's task takes."""
         sch = self.scheduler
         b = self.binding
         pause_s = 0.0
@@ -220,21 +230,22 @@ class Emulator:
                 # the units open the bleed switches, measure after the pause, then send
                 pause_s = bal.measure_pause_fraction * bm.period_s
                 if pause_s > 0:
-                    sch.every(bm.period_s, self._pause_task(node), name="cmu pause")
+                    sch.every(bm.period_s, self._pause_task(node), name="cmu pause", priority=10.1)
                 offset = pause_s
             self._schedule_message(bm, node, offset)
         if "bms" in self.nodes:
             bms_node = self.nodes["bms"]
             assert isinstance(bms_node, BmsNode)
-            sch.every(self.cfg.firmware.measure_period_s, bms_node.tick, name="bms 10 ms task")
+            period = self.cfg.firmware.measure_period_s
+            sch.every(period, bms_node.tick, name="bms 10 ms task", priority=10 + period)
         if "vcu" in self.nodes:
             vcu = self.nodes["vcu"]
             assert isinstance(vcu, VcuNode)
-            sch.every(0.1, functools.partial(_step, vcu, 0.1), name="vcu task")
+            sch.every(0.1, functools.partial(_step, vcu, 0.1), name="vcu task", priority=10.1)
         if "charger" in self.nodes:
             chg = self.nodes["charger"]
             assert isinstance(chg, ChargerNode)
-            sch.every(0.1, functools.partial(_step, chg, 0.1), name="charger task")
+            sch.every(0.1, functools.partial(_step, chg, 0.1), name="charger task", priority=10.1)
 
     def _pause_task(self, node: PackNode) -> Callable[[float], None]:
         return lambda t: node.prepare(t, "__cmu_pause__")
@@ -294,6 +305,11 @@ class Emulator:
         for node in self.nodes.values():
             node.start(self.scheduler.now_s)
         self._t0_wall = time.time()
+        if self.scheduler.realtime:
+            # everything built so far lives to the end: keep the collector from walking it
+            # again and again (a full collection is a pause of milliseconds)
+            gc.collect()
+            gc.freeze()
         if self.bus is not None and self.scheduler.realtime:
             self._rx_thread = threading.Thread(target=self._rx_loop, name="can-rx", daemon=True)
             self._rx_thread.start()
@@ -315,7 +331,7 @@ class Emulator:
     def _idle(self, remaining_s: float) -> None:
         """Real time: wait for frames until the next deadline, handling each at once."""
         try:
-            wait = remaining_s - 0.0003
+            wait = remaining_s - self.spin_s
             msg = self._rxq.get(timeout=wait) if wait > 0 else self._rxq.get_nowait()
         except queue.Empty:
             return
