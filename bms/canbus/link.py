@@ -215,6 +215,8 @@ def _batch_layout(bm: BoundMessage) -> _BatchLayout | None:
 
 def _without(data: bytes | bytearray, i: int) -> bytes:
     """The payload without byte ``i`` (the CRC's own byte)."""
+    if i == len(data) - 1:
+        return bytes(data[:i])
     return bytes(data[:i]) + bytes(data[i + 1 :])
 
 

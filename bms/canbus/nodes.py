@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bms._jit import kernel
 from bms.canbus.vocab import CHECK_SIGNALS
 from bms.plant.sensors import Measurement
 
@@ -50,6 +51,31 @@ _STATE_LABEL = {
     "FAULT": "Fault",
 }
 LEVEL_LABEL = ("Ok", "Warning", "Alarm", "Fault")
+
+
+@kernel
+def extremes_kernel(x, out):  # pragma: no cover - numba
+    """Index of the lowest and highest finite value of ``x`` (first of equals; -1, -1 when
+    none is finite) and the number of finite values; ``out`` = lowest, highest, mean."""
+    lo = -1
+    hi = -1
+    n = 0
+    total = 0.0
+    for i in range(x.size):
+        v = x[i]
+        if not math.isfinite(v):
+            continue
+        n += 1
+        total += v
+        if lo < 0 or v < x[lo]:
+            lo = i
+        if hi < 0 or v > x[hi]:
+            hi = i
+    if n:
+        out[0] = x[lo]
+        out[1] = x[hi]
+        out[2] = total / n
+    return lo, hi, n
 
 
 class Node:
@@ -113,6 +139,8 @@ class PackNode(Node):
         self.contactor_timeouts = 0
         self._flags: dict[str, tuple[bool, ...]] = {}
         self._bleed_cmd = self.array("bleed", 0.0)
+        self._no_bleed = np.zeros(pack.n_series, dtype=bool)
+        self._bleeding = False  # some switch may be closed
         self.outputs.update(
             cell_voltage_v=np.zeros(pack.n_series),
             temp_c=np.zeros(sizes["temp_c"]),
@@ -190,13 +218,18 @@ class PackNode(Node):
             out["precharge_feedback"] = fb["precharge"]
 
     def _apply_bleed(self, t_s: float) -> None:
-        on = self._bleed_cmd > 0.5
-        if self.bleed_paused or (
+        off = self.bleed_paused or (
             self.bleed_msg is not None and not self.fresh(self.bleed_msg, t_s, self.BLEED_TIMEOUT_S)
-        ):
-            on = np.zeros_like(on)
+        )
+        if off:
+            if self._bleeding:
+                self.pack.set_bleed(self._no_bleed)
+                self._bleeding = False
+            return
+        on = self._bleed_cmd > 0.5
         if not np.array_equal(on, self.pack.bleed_on):
             self.pack.set_bleed(on)
+        self._bleeding = True
 
     def on_message(self, t_s: float, name: str) -> None:
         if name == self.contactor_msg:
@@ -240,7 +273,10 @@ class BmsNode(Node):
         self.current_timeout_s = current_timeout_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.startup_timeout_s = 3.0
+        self._oldest_v = -math.inf
+        self._oldest_t = -math.inf
         self._groups: dict[str, tuple[bool, ...]] = {}
+        self._stats = np.zeros(3)
         self._v = self.array("cell_voltage_v")
         self._t = self.array("temp_c")
         self._v_in = np.full(n_s, math.nan)
@@ -267,9 +303,16 @@ class BmsNode(Node):
         np.copyto(t_in, self._t)
         vt = self.array_time["cell_voltage_v"]
         tt = self.array_time["temp_c"]
-        # the oldest element decides whether any is stale (one reduction per array)
-        stale_v = vt.size > 0 and vt.min() < t_s - self.cell_data_timeout_s
-        stale_t = tt.size > 0 and tt.min() < t_s - self.temp_data_timeout_s
+        # the oldest element decides whether any is stale; receive times only grow, so
+        # the oldest one found last time is a lower bound until it is too old itself
+        lim_v = t_s - self.cell_data_timeout_s
+        lim_t = t_s - self.temp_data_timeout_s
+        if self._oldest_v < lim_v and vt.size:
+            self._oldest_v = float(vt.min())
+        if self._oldest_t < lim_t and tt.size:
+            self._oldest_t = float(tt.min())
+        stale_v = self._oldest_v < lim_v
+        stale_t = self._oldest_t < lim_t
         any_stale = bool(stale_v or stale_t)
         if stale_v:
             v_in[vt < t_s - self.cell_data_timeout_s] = math.nan
@@ -357,9 +400,16 @@ class BmsNode(Node):
             vals = self.kinds.get(message, frozenset())
             groups = self._groups[message] = tuple(
                 bool(vals & g)
-                for g in (_STATE_VALUES, _LIMIT_VALUES, _SOC_VALUES, _CELL_VALUES, _TEMP_VALUES)
+                for g in (
+                    _STATE_VALUES,
+                    _LIMIT_VALUES,
+                    _SOC_VALUES,
+                    _CELL_VALUES,
+                    _BLEED_VALUES,
+                    _TEMP_VALUES,
+                )
             )
-        g_state, g_limit, g_soc, g_cell, g_temp = groups
+        g_state, g_limit, g_soc, g_cell, g_bleed, g_temp = groups
         o = self.outputs
         bms = self.bms
         if g_state:
@@ -405,27 +455,27 @@ class BmsNode(Node):
             cap = float(np.min(bms.soh.capacity_ah))
             o["soh_perc"] = min(100.0, 100.0 * cap / nominal) if nominal > 0 else 0.0
         if g_cell:
-            v = self._v_in
-            if np.isfinite(v).any():
-                hi, lo = int(np.nanargmax(v)), int(np.nanargmin(v))
-                o["max_cell_voltage_v"] = float(v[hi])
-                o["min_cell_voltage_v"] = float(v[lo])
+            lo, hi, _ = extremes_kernel(self._v_in, self._stats)
+            if lo >= 0:
+                v_lo, v_hi = self._stats[0], self._stats[1]
+                o["max_cell_voltage_v"] = v_hi
+                o["min_cell_voltage_v"] = v_lo
                 o["max_cell_group"] = hi + 1
                 o["min_cell_group"] = lo + 1
-                o["cell_voltage_spread_v"] = float(v[hi] - v[lo])
+                o["cell_voltage_spread_v"] = v_hi - v_lo
+        if g_bleed:
             bleed = bms.bleed_request
             o["bleed"] = bleed
             o["balancing_active"] = bool(bleed.any())
             o["bleeding_groups"] = int(bleed.sum())
         if g_temp:
-            t = self._t_in
-            if np.isfinite(t).any():
-                hi, lo = int(np.nanargmax(t)), int(np.nanargmin(t))
-                o["max_temp_c"] = float(t[hi])
-                o["min_temp_c"] = float(t[lo])
+            lo, hi, _ = extremes_kernel(self._t_in, self._stats)
+            if lo >= 0:
+                o["max_temp_c"] = self._stats[1]
+                o["min_temp_c"] = self._stats[0]
                 o["max_temp_sensor"] = hi + 1
                 o["min_temp_sensor"] = lo + 1
-                o["mean_temp_c"] = float(np.nanmean(t))
+                o["mean_temp_c"] = self._stats[2]
 
 
 _STATE_VALUES = frozenset(
@@ -459,11 +509,9 @@ _CELL_VALUES = frozenset(
         "max_cell_group",
         "min_cell_group",
         "cell_voltage_spread_v",
-        "bleed",
-        "balancing_active",
-        "bleeding_groups",
     }
 )
+_BLEED_VALUES = frozenset({"bleed", "balancing_active", "bleeding_groups"})
 _TEMP_VALUES = frozenset(
     {"max_temp_c", "min_temp_c", "max_temp_sensor", "min_temp_sensor", "mean_temp_c"}
 )

@@ -30,7 +30,7 @@ from bms.canbus.binding import Binding, BoundMessage, load_binding
 from bms.canbus.bus import BusSpec, open_bus
 from bms.canbus.crc import CRC8
 from bms.canbus.link import CanLink, frame_bits
-from bms.canbus.nodes import BmsNode, ChargerNode, Node, PackNode, VcuNode
+from bms.canbus.nodes import BmsNode, ChargerNode, Node, PackNode, VcuNode, extremes_kernel
 from bms.canbus.vocab import ROLES
 from bms.chemistry import load_chemistry
 from bms.config import Config
@@ -285,6 +285,7 @@ class Emulator:
         self.pack.warm_up()
         for _, batch in CRC8.values():
             batch(np.zeros((2, 8), dtype=np.uint8), skip=7)
+        extremes_kernel(np.zeros(3), np.zeros(3))
         if self.bms is not None:
             probe = EmulatedBms(
                 self.cfg,
