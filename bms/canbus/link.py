@@ -85,6 +85,7 @@ class LinkStats:
     frames_tx: int = 0
     frames_rx: int = 0  # frames from the bus (other processes, hardware)
     frames_local: int = 0  # frames delivered between nodes of this process
+    frames_unsent: int = 0  # frames for the bus while the link was down
     bits_tx: int = 0
     bits_rx: int = 0
     errors: Counter[str] = field(default_factory=Counter)
@@ -94,6 +95,7 @@ class LinkStats:
             "frames_sent": self.frames_tx,
             "frames_received": self.frames_rx,
             "frames_local": self.frames_local,
+            "frames_unsent": self.frames_unsent,
             "errors": dict(self.errors),
             "error_total": sum(self.errors.values()),
         }
@@ -358,6 +360,8 @@ class CanLink:
             if node is not None:
                 stats.frames_local += lay.n_pages
                 self._deliver_batch(t_s, self._rx[bm.key], node, data)
+        if not self.bus_ok:
+            stats.frames_unsent += lay.n_pages
         if (self.bus is not None and self.bus_ok) or self.writer is not None:
             raw = data.tobytes()
             w = data.shape[1]
@@ -374,6 +378,8 @@ class CanLink:
             if node is not None:
                 self.stats.frames_local += 1
                 self._deliver(t_s, self._rx[bm.key], node, data)
+        if not self.bus_ok:
+            self.stats.frames_unsent += 1
         if (self.bus is not None and self.bus_ok) or self.writer is not None:
             self._put(t_s, tx, data)
 

@@ -219,6 +219,11 @@ def summary_text(res: RunSummary, emu: Emulator) -> str:
             f"[{res.soc_estimated['min']:.1%} .. {res.soc_estimated['max']:.1%}]"
         )
     lines.append(f"  faults        {'; '.join(res.faults_seen) or 'none'}")
+    if res.link_losses:
+        lines.append(
+            f"  CAN link      lost {res.link_losses} times, down {res.link_down_s:.1f} s, "
+            f"{f.get('frames_unsent', 0):,} frames not sent"
+        )
     if emu.scheduler.realtime:
         lines.append(
             f"  real time     {res.overruns} overruns, {res.skipped_periods} periods skipped"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import math
 import queue
 import threading
@@ -34,13 +35,15 @@ from bms.canbus.nodes import BmsNode, ChargerNode, Node, PackNode, VcuNode, extr
 from bms.canbus.vocab import ROLES
 from bms.chemistry import load_chemistry
 from bms.config import Config
-from bms.errors import ConfigError
+from bms.errors import CanLinkError, ConfigError
 from bms.firmware.bms import EmulatedBms
 from bms.plant.pack import Pack
 from bms.sim.clock import Scheduler
 from bms.sim.mission import Mission, make_mission
 
 __all__ = ["Emulator", "RunSummary", "parse_nodes"]
+
+_log = logging.getLogger("bms.emulator")
 
 
 def _step(node: VcuNode | ChargerNode, dt_s: float, t_s: float) -> None:
@@ -84,6 +87,8 @@ class RunSummary:
     phases: list[str] = field(default_factory=list)
     interrupted: bool = False
     stopped_by: str = ""
+    link_losses: int = 0
+    link_down_s: float = 0.0
 
     @property
     def speed_factor(self) -> float:
@@ -106,6 +111,8 @@ class RunSummary:
             "faults_seen": self.faults_seen,
             "phases": self.phases,
             "interrupted": self.interrupted,
+            "link_losses": self.link_losses,
+            "link_down_s": round(self.link_down_s, 3),
             "stopped_by": self.stopped_by,
         }
 
@@ -194,10 +201,17 @@ class Emulator:
         self._t0_wall = 0.0
         stamp = (lambda t: t) if speed is None else (lambda t: self._t0_wall + t)
         self.link = CanLink(b, self.nodes, self.bus, self._writer, timestamp=stamp)  # type: ignore[arg-type]
+        self.link.on_send_error = self._on_send_error
         # real time: sleep until this long before a deadline, then spin (a sleeping
         # core wakes up late and cold, by 0.5-3 ms on a virtual machine)
         self.spin_s = spin_s
         self.faults_seen: list[str] = []
+        self._lost_exc: BaseException | None = None
+        self.link_losses = 0
+        self.link_down_s = 0.0
+        self._lost_since = 0.0
+        self._retry_at = 0.0
+        self._retry_s = 0.5
         self._fault_set: set[str] = set()
         self._scheduled = False
         self.started = False
@@ -311,23 +325,79 @@ class Emulator:
             # again and again (a full collection is a pause of milliseconds)
             gc.collect()
             gc.freeze()
-        if self.bus is not None and self.scheduler.realtime:
-            self._rx_thread = threading.Thread(target=self._rx_loop, name="can-rx", daemon=True)
-            self._rx_thread.start()
+        if self.scheduler.realtime:
             self.scheduler.idle = self._idle
+        self._start_rx()
         self.started = True
 
-    def _rx_loop(self) -> None:
-        bus = self.bus
-        assert bus is not None
-        while not self._stop_rx.is_set():
+    def _rx_loop(self, bus: can.BusABC, stop: threading.Event) -> None:
+        while not stop.is_set():
             try:
                 msg = bus.recv(0.05)
-            except (can.CanError, OSError, ValueError):
-                time.sleep(0.05)
-                continue
+            except (can.CanError, OSError, ValueError) as exc:
+                self._lost_exc = exc  # the main loop reconnects; this thread ends
+                return
             if msg is not None:
                 self._rxq.put(msg)
+
+    # ------------------------------------------------------------------ link supervision
+
+    def _start_rx(self) -> None:
+        if self.bus is None or not self.scheduler.realtime:
+            return
+        self._stop_rx = threading.Event()
+        self._rx_thread = threading.Thread(
+            target=self._rx_loop, args=(self.bus, self._stop_rx), name="can-rx", daemon=True
+        )
+        self._rx_thread.start()
+
+    def _on_send_error(self, exc: Exception) -> None:
+        if self._lost_exc is None:
+            self._lost_exc = exc
+
+    def _supervise(self) -> None:
+        """Notice a lost adapter (send or receive failed, bus-off), report it, retry opening
+        it with backoff (0.5 s doubling to 10 s of wall time) and resume. The nodes run on
+        meanwhile (the plant keeps its state); frames meant for the bus are counted."""
+        exc = self._lost_exc
+        if exc is not None and self.link.bus_ok:
+            self.link.bus_ok = False
+            self.link_losses += 1
+            self._lost_since = time.monotonic()
+            self._retry_at = self._lost_since + 0.5
+            self._retry_s = 0.5
+            _log.warning(
+                "CAN link lost: %s; retrying", str(exc).splitlines()[0] if str(exc) else exc
+            )
+        if self.link.bus_ok or self._bus_spec is None:
+            return
+        now = time.monotonic()
+        if now < self._retry_at:
+            return
+        self._stop_rx.set()
+        if self._rx_thread is not None:
+            self._rx_thread.join(timeout=0.5)
+            self._rx_thread = None
+        if self.bus is not None:
+            try:
+                self.bus.shutdown()
+            except (can.CanError, OSError, ValueError):
+                pass
+        try:
+            self.bus = open_bus(self._bus_spec)
+        except CanLinkError as err:
+            self.bus = None
+            self._retry_s = min(self._retry_s * 2.0, 10.0)
+            self._retry_at = now + self._retry_s
+            _log.warning("CAN link still down (%s); next try in %.1f s", err, self._retry_s)
+            return
+        down = now - self._lost_since
+        self.link_down_s += down
+        self.link.bus = self.bus
+        self._lost_exc = None
+        self.link.bus_ok = True
+        self._start_rx()
+        _log.warning("CAN link restored after %.1f s", down)
 
     def _idle(self, remaining_s: float) -> None:
         """Real time: wait for frames until the next deadline, handling each at once."""
@@ -351,12 +421,13 @@ class Emulator:
                 except queue.Empty:
                     return
         bus = self.bus
-        if bus is None:
+        if bus is None or not self.link.bus_ok:
             return
         while True:
             try:
                 msg = bus.recv(0.0)
-            except (can.CanError, OSError, ValueError):
+            except (can.CanError, OSError, ValueError) as exc:
+                self._lost_exc = exc
                 return
             if msg is None:
                 return
@@ -386,6 +457,7 @@ class Emulator:
                     self._drain_rx()
                 sch.run_until(target)
                 self._watch_faults()
+                self._supervise()
                 if "vcu" in self.nodes and self.mission.done:
                     summary.stopped_by = "mission complete"
                     break
@@ -431,6 +503,10 @@ class Emulator:
                 "max": float(np.max(est)),
             }
         s.faults_seen = list(self.faults_seen)
+        s.link_losses = self.link_losses
+        s.link_down_s = self.link_down_s + (
+            time.monotonic() - self._lost_since if not self.link.bus_ok else 0.0
+        )
         s.phases = list(self.mission.log)
 
     def status_line(self) -> str:
@@ -460,6 +536,8 @@ class Emulator:
             parts.append(str(o.get("bms_state", "")))
         elif "pack" in self.nodes:
             parts.append(f"{self.pack.voltage_v:6.1f} V {self.pack.current_a:+7.1f} A")
+        if not self.link.bus_ok:
+            parts.append("CAN LINK DOWN")
         errs = sum(self.link.stats.errors.values())
         parts.append(f"{fps:,.0f} fr/s")
         parts.append(f"err {errs}")

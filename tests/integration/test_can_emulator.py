@@ -340,3 +340,34 @@ def test_pages_delivered_at_once_are_checked_like_single_frames() -> None:
         got = bms.arrays["cell_voltage_v"]
         assert got[3 * 10] == before[3 * 10] and got[3 * 30] == before[3 * 30]
         assert got[3 * 11] == pytest.approx(3.111) and got[3 * 29] == pytest.approx(3.111)
+
+
+def test_a_lost_adapter_is_reported_retried_and_the_run_resumes(caplog) -> None:
+    from bms.canbus.bus import BusSpec
+
+    ch = f"test-emu-unplug-{next(_channels)}"
+    listener = can.Bus(interface="virtual", channel=ch, receive_own_messages=False)
+    try:
+        with Emulator(bus=BusSpec("virtual", ch), mission=_drive(50.0, 60.0)) as emu:
+            emu.run(3.0)
+            assert _drain(listener)
+            soc_before = emu.pack.soc.copy()
+            emu.bus.shutdown()  # the adapter is unplugged
+            emu.run(3.2)
+            assert emu.link_losses == 1 and not emu.link.bus_ok
+            assert "CAN link lost" in caplog.text
+            import time
+
+            time.sleep(0.6)  # the first retry comes after 0.5 s of wall time
+            emu.run(3.4)
+            assert emu.link.bus_ok
+            assert "CAN link restored" in caplog.text
+            _drain(listener)
+            emu.run(4.0)
+            assert len(_drain(listener)) > 500  # frames flow again
+            assert emu.link.stats.frames_unsent > 0
+            assert np.all(emu.pack.soc < soc_before)  # the plant went on discharging
+            res = emu.run(4.1)
+            assert res.link_losses == 1 and res.link_down_s > 0.5
+    finally:
+        listener.shutdown()
