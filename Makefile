@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint vcan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check bms tests bench
 	$(VENV)/bin/ruff format --check bms tests bench
 	$(VENV)/bin/mypy
+
+# Linux only: a virtual SocketCAN bus vcan0 (needs root and the vcan kernel module)
+vcan:
+	sudo modprobe vcan
+	sudo ip link show vcan0 >/dev/null 2>&1 || sudo ip link add dev vcan0 type vcan
+	sudo ip link set up vcan0
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
