@@ -152,3 +152,36 @@ def test_run_in_a_fresh_process_stops_cleanly_on_ctrl_c(tmp_path) -> None:
     lines = log.read_text().splitlines()
     assert len(lines) > 1000
     assert all(line.startswith("(") and "#" in line for line in lines)  # every line complete
+
+
+def _vcan0_available() -> str:
+    """Empty when a vcan0 SocketCAN interface can be opened here, else the reason."""
+    if not hasattr(socket, "AF_CAN"):
+        return "this Python has no AF_CAN"
+    try:
+        s = socket.socket(socket.AF_CAN, socket.SOCK_RAW, socket.CAN_RAW)
+    except OSError:
+        return "this kernel has no SocketCAN (AF_CAN); run on Linux with `make vcan`"
+    try:
+        s.bind(("vcan0",))
+    except OSError:
+        return "no vcan0 interface; create it with `make vcan`"
+    finally:
+        s.close()
+    return ""
+
+
+@pytest.mark.skipif(bool(_vcan0_available()), reason=_vcan0_available() or "vcan0 present")
+def test_emulator_on_socketcan_vcan0_is_seen_by_another_socket() -> None:
+    from bms.sim.emulator import Emulator
+
+    watch = can.Bus(interface="socketcan", channel="vcan0")
+    try:
+        with Emulator(bus=BusSpec("socketcan", "vcan0")) as emu:
+            emu.run(2.0)
+        frames = []
+        while (m := watch.recv(0.0)) is not None:
+            frames.append(m)
+        assert len(frames) > 1000 and all(m.is_extended_id for m in frames)
+    finally:
+        watch.shutdown()
