@@ -23,12 +23,28 @@ from bms.errors import CanLinkError
 __all__ = ["BusSpec", "open_bus"]
 
 DEFAULT_CHANNEL = "vcan0"
+# what a user most likely means when an interface is named without a channel
+_DEFAULT_CHANNELS: dict[str, str | int] = {
+    "virtual": DEFAULT_CHANNEL,
+    "socketcan": DEFAULT_CHANNEL,
+    "socketcand": DEFAULT_CHANNEL,
+    "pcan": "PCAN_USBBUS1",
+    "kvaser": 0,
+    "vector": 0,
+}
+_DRIVER_HINTS = {
+    "pcan": "install PEAK's PCAN-Basic driver (libpcanbasic on Linux)",
+    "kvaser": "install Kvaser's CANlib (linuxcan on Linux)",
+    "gs_usb": "pip install pyusb, and libusb for your system",
+    "vector": "install Vector's XL driver library (Windows)",
+    "ixxat": "install the IXXAT VCI driver (Windows)",
+}
 
 
 @dataclass(frozen=True)
 class BusSpec:
     interface: str | None = None  # None: python-can's configuration, else virtual
-    channel: str | None = None
+    channel: str | int | None = None
     bitrate: int = 500_000
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -44,9 +60,13 @@ class BusSpec:
             interface = cfg.get("interface") or "virtual"
             if channel is None:
                 channel = cfg.get("channel")
-        if channel is None and interface in ("virtual", "socketcan"):
-            channel = DEFAULT_CHANNEL
-        return BusSpec(interface, channel, self.bitrate, dict(self.kwargs))
+        kwargs = dict(self.kwargs)
+        if channel is None:
+            channel = _DEFAULT_CHANNELS.get(interface)
+        if interface == "socketcand":  # the defaults of `bms-emu hub`
+            kwargs.setdefault("host", "127.0.0.1")
+            kwargs.setdefault("port", 29536)
+        return BusSpec(interface, channel, self.bitrate, kwargs)
 
     def describe(self) -> str:
         kw = "".join(f" {k}={v}" for k, v in self.kwargs.items())
@@ -77,18 +97,32 @@ def open_bus(spec: BusSpec) -> can.BusABC:
     where = f"{iface} channel {spec.channel!r}"
     try:
         return can.Bus(interface=iface, channel=spec.channel, **kwargs)
-    except can.CanInterfaceNotImplementedError as exc:
+    except (can.CanInterfaceNotImplementedError, ImportError) as exc:
+        hint = _DRIVER_HINTS.get(iface, "install the adapter's driver or library")
         raise CanLinkError(
-            f"{iface}: driver not available ({_first_line(exc)}); install the adapter's "
-            "driver or library, or use another --interface"
+            f"{iface}: driver not available ({_first_line(exc)}); {hint}, or use another "
+            "--interface"
         ) from None
-    except can.CanInitializationError as exc:
-        raise CanLinkError(f"cannot open {where}: {_hint(exc, spec)}") from None
-    except PermissionError as exc:
-        raise CanLinkError(f"cannot open {where}: {_hint(exc, spec)}") from None
-    except OSError as exc:
-        raise CanLinkError(f"cannot open {where}: {_hint(exc, spec)}") from None
-    except (ValueError, TypeError) as exc:
+    except (can.CanInitializationError, OSError) as exc:
+        text = _hint(exc, spec)
+        low = text.lower()
+        if "library not found" in low or ".dll" in low or "could not load" in low:
+            hint = _DRIVER_HINTS.get(iface, "install the adapter's driver or library")
+            raise CanLinkError(f"{iface}: driver not available ({text}); {hint}") from None
+        raise CanLinkError(f"cannot open {where}: {text}") from None
+    except (NameError, AttributeError) as exc:  # a vendor library that did not load
+        hint = _DRIVER_HINTS.get(iface, "install the adapter's driver or library")
+        raise CanLinkError(f"{iface}: driver not available ({_first_line(exc)}); {hint}") from None
+    except TypeError as exc:
+        text = _first_line(exc)
+        if "required" in text and "argument" in text:
+            missing = text.split("argument", 1)[-1].strip(": ")
+            raise CanLinkError(
+                f"interface {iface} needs more settings: {missing}; give --channel and "
+                "--bus-kwarg KEY=VALUE"
+            ) from None
+        raise CanLinkError(f"cannot open {where}: {text}") from None
+    except ValueError as exc:
         raise CanLinkError(f"cannot open {where}: {_first_line(exc)}") from None
 
 

@@ -67,6 +67,9 @@ def test_run_with_a_real_time_clock_keeps_the_periods(tmp_path) -> None:
             ["run", "--interface", "slcan", "--channel", "/dev/nonexistent-tty"],
             "error: cannot open slcan channel '/dev/nonexistent-tty'",
         ),
+        (["run", "--interface", "pcan"], "error: pcan: driver not available"),
+        (["run", "--interface", "kvaser"], "error: kvaser: driver not available"),
+        (["run", "--interface", "gs_usb"], "error: gs_usb: driver not available"),
     ],
 )
 def test_bad_run_arguments_print_one_error_line(argv, message, capsys) -> None:
