@@ -343,10 +343,12 @@ class CurrentLimitConfig(_Section):
     discharge_temp_c: tuple[float, ...] = (-30.0, -20.0, 0.0, 25.0, 55.0, 65.0)
     discharge_vs_temp_a: tuple[float, ...] = (0.0, 140.0, 420.0, 560.0, 560.0, 0.0)
     charge_soc: tuple[float, ...] = (0.0, 0.8, 0.95, 1.0)
-    charge_vs_soc_a: tuple[float, ...] = (280.0, 280.0, 140.0, 28.0)
+    charge_vs_soc_a: tuple[float, ...] = (280.0, 280.0, 140.0, 0.0)  # full: no more charge
     discharge_soc: tuple[float, ...] = (0.0, 0.05, 0.2, 1.0)
     discharge_vs_soc_a: tuple[float, ...] = (0.0, 140.0, 560.0, 560.0)
-    charge_taper_v: tuple[float, float] = (3.55, 3.65)  # from full limit to zero
+    # from full limit to zero; LFP rises steeply above 3.5 V at the end of a charge, and a
+    # 100 mV taper up to the 3.65 V limit let full cells take 0.1C well past 100 %
+    charge_taper_v: tuple[float, float] = (3.50, 3.60)
     discharge_taper_v: tuple[float, float] = (2.90, 2.50)  # from full limit to zero
 
     def check(self) -> None:

@@ -35,15 +35,15 @@ def test_charge_derates_with_the_coldest_and_the_hottest_sensor() -> None:
 def test_soc_derating_uses_the_fullest_group_for_charge_and_emptiest_for_discharge() -> None:
     cl = CurrentLimits(CurrentLimitConfig(), 1)
     lim = cl.update(meas(), np.array([0.1, 0.975]))
-    assert lim.charge_a == pytest.approx(84.0)  # halfway between 0.95 (140 A) and 1.0 (28 A)
+    assert lim.charge_a == pytest.approx(70.0)  # halfway between 0.95 (140 A) and 1.0 (0 A)
     assert lim.discharge_a == pytest.approx(140.0 + (560.0 - 140.0) * (0.05 / 0.15))
 
 
 def test_taper_to_zero_at_the_voltage_limits() -> None:
     cl = CurrentLimits(CurrentLimitConfig(), 1)
     soc = np.array([0.5])
-    assert cl.update(meas(cells=(3.30, 3.60)), soc).charge_a == pytest.approx(140.0)
-    assert cl.update(meas(cells=(3.30, 3.66)), soc).charge_a == 0.0
+    assert cl.update(meas(cells=(3.30, 3.55)), soc).charge_a == pytest.approx(140.0)  # halfway
+    assert cl.update(meas(cells=(3.30, 3.61)), soc).charge_a == 0.0
     assert cl.update(meas(cells=(2.70, 3.30)), soc).discharge_a == pytest.approx(280.0)
     assert cl.update(meas(cells=(2.40, 3.30)), soc).discharge_a == 0.0
 
