@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from bms import __version__
-from bms.cli import dbc, plant, run
+from bms.cli import adapter, dbc, hub, plant, run
 from bms.errors import BmsError
 
-SUBCOMMANDS = (run, plant, dbc)
+SUBCOMMANDS = (run, dbc, adapter, hub, plant)
 
 
 def build_parser() -> argparse.ArgumentParser:

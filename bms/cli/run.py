@@ -22,6 +22,8 @@ import logging
 import sys
 from pathlib import Path
 
+import can
+
 from bms.canbus.bus import BusSpec
 from bms.chemistry import load_chemistry
 from bms.config import Config, load_config, preset
@@ -76,6 +78,13 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed of the pack's cell spread and the drive cycle")
     p.add_argument("--summary", metavar="FILE.json", help="write the summary as JSON")
     p.add_argument("--nvm", metavar="FILE", help="the BMS's persistent memory file")
+    p.add_argument(
+        "--slcan-pty",
+        action="store_true",
+        help="also offer the bus as a virtual SLCAN adapter on a pseudo-terminal (virtual "
+        "interface only): its path is printed; python-can's slcan, cantools monitor and "
+        "other SLCAN tools open it like /dev/ttyACM0",
+    )
     p.add_argument("--quiet", action="store_true", help="no status line")
     p.set_defaults(func=run)
 
@@ -152,6 +161,12 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed if args.seed is not None else 0,
     )
     spec = BusSpec(args.interface, args.channel, args.bitrate, _kwargs(args.bus_kwarg))
+    if args.slcan_pty and spec.resolved().interface != "virtual":
+        raise ConfigError(
+            "needs the virtual interface (it bridges the emulator's virtual bus to a pty); "
+            "on a real bus, use the adapter itself",
+            field="--slcan-pty",
+        )
     emu = Emulator(
         cfg,
         nodes=roles,
@@ -163,7 +178,20 @@ def run(args: argparse.Namespace) -> int:
         nvm_path=args.nvm,
     )
     tty = sys.stderr.isatty()
+    device = None
+    device_bus = None
     try:
+        if args.slcan_pty:
+            spec_used = emu._bus_spec
+            assert spec_used is not None
+            from bms.canbus.slcan_device import SlcanDevice
+
+            device_bus = can.Bus(
+                interface="virtual", channel=spec_used.channel, receive_own_messages=False
+            )
+            device = SlcanDevice(device_bus)
+            device.start()
+            print(f"slcan adapter on {device.tty_path}", flush=True)
         print(
             f"bms-emu run: {cfg.pack.series}S{cfg.pack.parallel}P {chem.name}, nodes "
             f"{','.join(roles)}, {emu.bus and emu._bus_spec and emu._bus_spec.describe()}, "
@@ -185,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
         if tty and not args.quiet:
             print(file=sys.stderr)
     finally:
+        if device is not None:
+            device.stop()
+        if device_bus is not None:
+            device_bus.shutdown()
         emu.close()
     print(summary_text(res, emu))
     if args.summary:
