@@ -13,6 +13,7 @@ does not sleep 2 s after opening, ``socketcand`` turns Nagle off.
 from __future__ import annotations
 
 import errno
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,8 @@ def open_bus(spec: BusSpec) -> can.BusABC:
     if iface not in ("virtual", "socketcan", "socketcand"):
         kwargs.setdefault("bitrate", spec.bitrate)
     where = f"{iface} channel {spec.channel!r}"
+    if iface == "socketcand":
+        _probe_server(str(kwargs.get("host")), int(kwargs.get("port", 29536)))
     try:
         return can.Bus(interface=iface, channel=spec.channel, **kwargs)
     except (can.CanInterfaceNotImplementedError, ImportError) as exc:
@@ -124,6 +127,18 @@ def open_bus(spec: BusSpec) -> can.BusABC:
         raise CanLinkError(f"cannot open {where}: {text}") from None
     except ValueError as exc:
         raise CanLinkError(f"cannot open {where}: {_first_line(exc)}") from None
+
+
+def _probe_server(host: str, port: int) -> None:
+    """python-can's socketcand client retries for 10 s when nobody listens; ask first."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            pass
+    except OSError as exc:
+        raise CanLinkError(
+            f"no socketcand server at {host}:{port} ({exc.strerror or exc}); start one with "
+            "`bms-emu hub` or give --bus-kwarg host=... --bus-kwarg port=..."
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import can
 import cantools
+import numpy as np
 
 from bms.canbus.binding import DBC_DIR
 from bms.canbus.crc import crc8_sae_j1850
@@ -109,3 +110,100 @@ def test_slcan_pty_needs_the_virtual_interface(capsys) -> None:
 
     assert main(["run", "--slcan-pty", "--interface", "slcan", "--channel", "/dev/null"]) == 2
     assert capsys.readouterr().err.startswith("error: --slcan-pty: needs the virtual interface")
+
+
+# ------------------------------------------------------------------ through the hub
+
+
+def _logger(log_file: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "can.logger",
+            "-i",
+            "socketcand",
+            "-c",
+            "vcan0",
+            "-f",
+            str(log_file),
+            # last: it takes every argument after it
+            "--bus-kwargs",
+            "host=127.0.0.1",
+            f"port={port}",
+            "tcp_tune=True",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # printed once its bus is open
+    assert line.startswith("Connected to SocketCanDaemonBus"), line
+    return proc
+
+
+def test_can_logger_in_another_process_records_the_emulator_through_the_hub(
+    tmp_path: Path,
+) -> None:
+    from bms.canbus.bus import BusSpec
+    from bms.canbus.hub import Hub
+    from bms.sim.emulator import Emulator
+
+    log_file = tmp_path / "emulator.asc"
+    with Hub(port=0) as hub:
+        port = hub.address[1]
+        logger = _logger(log_file, port)
+        try:
+            spec = BusSpec("socketcand", "vcan0", kwargs={"port": port})
+            with Emulator(bus=spec, speed=4.0) as emu:
+                res = emu.run(4.0)
+            time.sleep(0.5)  # the logger reads the last frames from its socket
+        finally:
+            logger.send_signal(signal.SIGINT)  # can.logger writes its file on SIGINT
+            _, err = logger.communicate(timeout=20)
+    assert res.frames["error_total"] == 0 and res.link_losses == 0
+    frames = list(can.LogReader(str(log_file)))
+    assert len(frames) == res.frames["frames_sent"], err
+    db = cantools.database.can.Database()
+    for f in ("bms_vehicle.dbc", "bms_pack.dbc", "charger.dbc"):
+        db.add_dbc_file(str(DBC_DIR / f))
+    states = []
+    for m in frames:
+        d = db.decode_message(m.arbitration_id, m.data)
+        if "BmsState" in d:
+            states.append(str(d["BmsState"]))
+    assert states[0] == "Standby" and "ClosedDrive" in states
+
+
+def test_a_hub_that_stops_mid_run_is_survived_and_rejoined(caplog) -> None:
+    from bms.canbus.bus import BusSpec
+    from bms.canbus.hub import Hub
+    from bms.sim.emulator import Emulator
+
+    hub = Hub(port=0)
+    hub.start()
+    port = hub.address[1]
+    spec = BusSpec("socketcand", "vcan0", kwargs={"port": port})
+    try:
+        with Emulator(bus=spec, speed=2.0) as emu:
+            emu.run(2.0)
+            assert emu.link.bus_ok
+            hub.stop()  # the other end goes away
+            emu.run(4.0)
+            assert emu.link_losses == 1 and not emu.link.bus_ok
+            assert "CAN link lost" in caplog.text
+            soc = emu.pack.soc.copy()
+            hub = Hub(port=port)  # it comes back on the same port
+            hub.start()
+            emu.run(8.0)
+            assert emu.link.bus_ok, caplog.text
+            assert "CAN link restored" in caplog.text
+            before = hub.stats.frames_in
+            emu.run(9.0)
+            assert hub.stats.frames_in > before + 500  # frames flow again
+            assert emu.scheduler.now_s == 9.0  # the emulator never stopped
+            assert np.all(emu.pack.soc <= soc)
+    finally:
+        hub.stop()
