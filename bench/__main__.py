@@ -23,7 +23,7 @@ from bms import Config, Pack, preset
 from bms.config import ModelConfig
 from bms.sim.profiles import city_bus_drive
 
-from . import canbench
+from . import canbench, linkbench
 
 _STARTUP = (
     "import time; t0 = time.perf_counter(); import bms; t1 = time.perf_counter(); "
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "startup": bench_startup(2 if args.quick else 3),
         "memory": bench_memory(),
         "can": canbench.run_all(args.quick),
+        "links": linkbench.run_all(args.quick),
     }
     print(report(results))
     if args.json:
@@ -297,6 +298,7 @@ def report(r: dict[str, Any]) -> str:
             f"{m['table_bytes_per_dt'] / 1024:.0f} KiB per step length"
         )
     lines.extend(canbench.report_can(r["can"]))
+    lines.extend(linkbench.report_links(r["links"]))
     return "\n".join(lines)
 
 
