@@ -207,3 +207,29 @@ def test_a_hub_that_stops_mid_run_is_survived_and_rejoined(caplog) -> None:
             assert np.all(emu.pack.soc <= soc)
     finally:
         hub.stop()
+
+
+def test_an_unplugged_slcan_adapter_is_survived_and_rejoined(tmp_path: Path, caplog) -> None:
+    """The emulator talks to a USB-CAN adapter (the virtual one, in another process); the
+    adapter goes away and comes back at the same path."""
+    from bms.canbus.bus import BusSpec
+    from bms.sim.emulator import Emulator
+
+    link = tmp_path / "ttyBMS"
+    argv = ["adapter", "--interface", "virtual", "--channel", "unplug", "--link", str(link)]
+    adapter, _ = _start(argv, r"slcan adapter on (\S+)")
+    try:
+        spec = BusSpec("slcan", str(link), 500000)
+        with Emulator(bus=spec, speed=2.0) as emu:
+            emu.run(1.0)
+            assert emu.link.bus_ok
+            _stop(adapter)  # unplugged
+            emu.run(3.0)
+            assert emu.link_losses == 1 and not emu.link.bus_ok, caplog.text
+            adapter, _ = _start(argv, r"slcan adapter on (\S+)")  # plugged in again
+            emu.run(8.0)
+            assert emu.link.bus_ok, caplog.text
+            assert "CAN link restored" in caplog.text
+            assert emu.scheduler.now_s == 8.0
+    finally:
+        _stop(adapter)
