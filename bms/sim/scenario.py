@@ -1,4 +1,4 @@
-"""Built-in plant scenarios: what ``bms-emu run`` does until the CAN layer exists.
+"""Built-in plant scenarios for ``bms-emu plant``: the pack alone, without BMS or CAN.
 
 A scenario drives the pack (contactors, current, charger) and reports the
 truth beside what the sensors measured. It uses the measured cell voltages
