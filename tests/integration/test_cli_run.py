@@ -188,3 +188,17 @@ def test_emulator_on_socketcan_vcan0_is_seen_by_another_socket() -> None:
         assert len(frames) > 1000 and all(m.is_extended_id for m in frames)
     finally:
         watch.shutdown()
+
+
+def test_a_port_without_permission_names_the_dialout_group(monkeypatch) -> None:
+    """Root (this machine) may open every port, so the refusal is raised where the serial
+    port would raise it."""
+
+    def refuse(*args, **kwargs):
+        err = PermissionError(13, "Permission denied: '/dev/ttyACM0'")
+        raise can.CanInitializationError("could not open port /dev/ttyACM0") from err
+
+    monkeypatch.setattr(can, "Bus", refuse)
+    with pytest.raises(CanLinkError, match="dialout group") as exc:
+        open_bus(BusSpec("slcan", "/dev/ttyACM0"))
+    assert "\n" not in str(exc.value)
