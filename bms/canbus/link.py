@@ -110,7 +110,6 @@ class _Tx:
         self.count = 0
         crc = CRC8[bm.crc_algorithm]
         self.crc_fn, self.crc_batch = crc
-        self.keep = [i for i in range(bm.codec.length) if i != bm.crc_byte]
         self.bits = frame_bits(bm.codec.length, bm.codec.is_extended)
         self.next_page = 0
         codec = bm.codec
@@ -162,7 +161,6 @@ class _BatchLayout:
         self.grid = np.zeros((n_pages, k))
         self.phys = np.zeros((n_pages, k))
         self.counter = np.zeros(n_pages, dtype=np.int64)
-        self.keep = [i for i in range(bm.codec.length) if i != bm.crc_byte]
         fill = []
         for sig_name in elements:
             sig = bm.codec.message.get_signal_by_name(sig_name)
@@ -230,7 +228,6 @@ class _Rx:
         self.last_counter: dict[str, int] = {}  # per receiving node
         crc = CRC8[bm.crc_algorithm]
         self.crc_fn = crc[0]
-        self.keep = [i for i in range(bm.codec.length) if i != bm.crc_byte]
         self.ranges: dict[str, tuple[float, float]] = {}
         msg = bm.codec.message
         for s in msg.signals:
