@@ -25,9 +25,9 @@ import os
 import sys
 import time
 
-from bms.canbus.bus import BusSpec, open_bus
+from bms.canbus.bus import open_bus
 from bms.canbus.slcan_device import SlcanDevice, SlcanStats
-from bms.cli.run import _kwargs as bus_kwargs  # the one --bus-kwarg parser
+from bms.cli.common import add_bus_options, bus_spec
 from bms.errors import ConfigError
 
 __all__ = ["adapter", "add_subparser", "stats_text"]
@@ -40,16 +40,7 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--interface", help="python-can interface: socketcan, socketcand, virtual, ...")
-    p.add_argument("--channel", help="channel of the interface (vcan0, ...)")
-    p.add_argument("--bitrate", type=int, default=500_000, help="bit/s (default 500000)")
-    p.add_argument(
-        "--bus-kwarg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra keyword for the python-can bus (repeatable)",
-    )
+    add_bus_options(p, "socketcand, socketcan, virtual")
     p.add_argument(
         "--link",
         metavar="PATH",
@@ -68,8 +59,6 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
 
 
 def adapter(args: argparse.Namespace) -> int:
-    if args.bitrate <= 0:
-        raise ConfigError(f"must be > 0, got {args.bitrate}", field="--bitrate")
     if args.max_queue < 1:
         raise ConfigError(f"must be >= 1, got {args.max_queue}", field="--max-queue")
     if args.duration is not None and not args.duration > 0:
@@ -77,7 +66,7 @@ def adapter(args: argparse.Namespace) -> int:
     link = args.link
     if link and os.path.lexists(link) and not os.path.islink(link):
         raise ConfigError(f"{link} exists and is not a symlink", field="--link")
-    spec = BusSpec(args.interface, args.channel, args.bitrate, bus_kwargs(args.bus_kwarg))
+    spec = bus_spec(args)
     bus = open_bus(spec)
     interrupted = False
     try:

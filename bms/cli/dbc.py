@@ -13,7 +13,7 @@ import argparse
 from bms.canbus.binding import describe, load_binding
 from bms.canbus.link import frame_bits
 from bms.canbus.vocab import ROLES
-from bms.cli.run import _config
+from bms.cli.common import add_config_options, config_from
 from bms.plant.pack import Pack
 from bms.sim.emulator import parse_nodes
 
@@ -31,16 +31,14 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "binding", nargs="?", help="binding TOML (default: the built-in dbc/binding.toml)"
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--config", metavar="TOML", help="configuration file (pack size)")
-    src.add_argument("--preset", metavar="NAME", help="built-in configuration (default bus)")
+    add_config_options(p)
     p.add_argument("--nodes", default="all", help="nodes that run here (default all)")
     p.add_argument("--bitrate", type=int, default=500_000, help="bit/s for the bus load")
-    p.set_defaults(func=run, seed=None)
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = config_from(args)
     pack = Pack(cfg)
     sizes = {
         "cell_voltage_v": cfg.pack.series,

@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from bms.cli.common import add_config_options
 from bms.config import Config, load_config, preset
 from bms.plant import Pack
 from bms.sim import profiles
@@ -26,13 +27,7 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--config", metavar="TOML", help="configuration file")
-    src.add_argument(
-        "--preset",
-        metavar="NAME",
-        help="built-in configuration: bus (default), container, single_cell",
-    )
+    add_config_options(p, "bus (default), container, single_cell")
     p.add_argument(
         "--profile",
         default="city-bus-day",

@@ -16,7 +16,6 @@ Real BMS on the bench:   bms-emu run --nodes pack,vcu,charger --interface slcan
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -24,9 +23,8 @@ from pathlib import Path
 
 import can
 
-from bms.canbus.bus import BusSpec
 from bms.chemistry import load_chemistry
-from bms.config import Config, load_config, preset
+from bms.cli.common import add_bus_options, add_config_options, bus_spec, config_from
 from bms.errors import ConfigError, InputError
 from bms.sim.emulator import Emulator, RunSummary, parse_nodes
 from bms.sim.mission import make_mission
@@ -41,21 +39,8 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--config", metavar="TOML", help="configuration file")
-    src.add_argument(
-        "--preset", metavar="NAME", help="built-in configuration: bus (default), container"
-    )
-    p.add_argument("--interface", help="python-can interface: virtual, socketcan, slcan, ...")
-    p.add_argument("--channel", help="channel of the interface (vcan0, /dev/ttyACM0, ...)")
-    p.add_argument("--bitrate", type=int, default=500_000, help="bit/s (default 500000)")
-    p.add_argument(
-        "--bus-kwarg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra keyword for the python-can bus (repeatable)",
-    )
+    add_config_options(p)
+    add_bus_options(p)
     p.add_argument(
         "--nodes",
         default="all",
@@ -107,50 +92,13 @@ def parse_speed(text: str) -> float | None:
     return v
 
 
-def _kwargs(items: list[str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"expected KEY=VALUE, got {item!r}", field="--bus-kwarg")
-        v: object = value
-        for conv in (int, float):
-            try:
-                v = conv(value)
-                break
-            except ValueError:
-                continue
-        if value.lower() in ("true", "false"):
-            v = value.lower() == "true"
-        out[key.strip()] = v
-    return out
-
-
-def _config(args: argparse.Namespace) -> Config:
-    if args.config:
-        cfg = load_config(args.config)
-    elif args.preset:
-        cfg = preset(args.preset)
-    else:
-        cfg = Config()
-    if args.seed is not None:
-        cfg = dataclasses.replace(
-            cfg,
-            pack=dataclasses.replace(cfg.pack, seed=args.seed),
-            sensors=dataclasses.replace(cfg.sensors, seed=args.seed + 1),
-        )
-    return cfg
-
-
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = _config(args)
+    cfg = config_from(args)
     speed = parse_speed(args.speed)
     roles = parse_nodes(args.nodes)
     if args.duration is not None and not args.duration > 0:
         raise InputError(f"--duration: must be > 0 s, got {args.duration}")
-    if args.bitrate <= 0:
-        raise InputError(f"--bitrate: must be > 0, got {args.bitrate}")
     chem = load_chemistry(cfg.pack.chemistry)
     one_c = chem.capacity_ah * cfg.pack.parallel
     mission = make_mission(
@@ -160,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         current_a=args.current,
         seed=args.seed if args.seed is not None else 0,
     )
-    spec = BusSpec(args.interface, args.channel, args.bitrate, _kwargs(args.bus_kwarg))
+    spec = bus_spec(args)
     if args.slcan_pty and spec.resolved().interface != "virtual":
         raise ConfigError(
             "needs the virtual interface (it bridges the emulator's virtual bus to a pty); "
