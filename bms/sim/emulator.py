@@ -542,6 +542,8 @@ class Emulator:
             parts.append("CAN LINK DOWN")
         errs = sum(self.link.stats.errors.values())
         parts.append(f"{fps:,.0f} fr/s")
+        if t > 0:
+            parts.append(f"load {self.link.bus_load(self.bitrate, t):.0%}")
         parts.append(f"err {errs}")
         if sch.realtime:
             parts.append(f"overruns {sch.stats.overruns}")
