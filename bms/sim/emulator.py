@@ -206,6 +206,7 @@ class Emulator:
         # core wakes up late and cold, by 0.5-3 ms on a virtual machine)
         self.spin_s = spin_s
         self.faults_seen: list[str] = []
+        self._status_prev = (0.0, 0, time.perf_counter())  # time, frames, wall at the last line
         self._lost_exc: BaseException | None = None
         self.link_losses = 0
         self.link_down_s = 0.0
@@ -451,6 +452,11 @@ class Emulator:
         )
         # virtual time: frames from outside (a tester, a tool) are taken every 10 ms of
         # simulated time when a bus is attached; real time: as they arrive
+        self._status_prev = (
+            sch.now_s,
+            self.link.stats.frames_tx + self.link.stats.frames_rx,
+            time.perf_counter(),
+        )
         chunk = 0.05 if sch.realtime else (0.01 if self.bus is not None else 0.1)
         try:
             while sch.now_s < end - 1e-9:
@@ -517,11 +523,10 @@ class Emulator:
         t = sch.now_s
         hh, rem = divmod(int(t), 3600)
         mm, ss = divmod(rem, 60)
-        wall = max(time.perf_counter() - getattr(self, "_status_wall0", time.perf_counter()), 1e-9)
         sent = self.link.stats.frames_tx + self.link.stats.frames_rx
-        prev_t, prev_sent, prev_wall = getattr(self, "_status_prev", (0.0, 0, 0.0))
+        prev_t, prev_sent, prev_wall = self._status_prev
         now_wall = time.perf_counter()
-        dw = now_wall - prev_wall if prev_wall else wall
+        dw = now_wall - prev_wall
         speed = (t - prev_t) / dw if dw > 0 else 0.0
         fps = (sent - prev_sent) / dw if dw > 0 else 0.0
         self._status_prev = (t, sent, now_wall)

@@ -371,3 +371,14 @@ def test_a_lost_adapter_is_reported_retried_and_the_run_resumes(caplog) -> None:
             assert res.link_losses == 1 and res.link_down_s > 0.5
     finally:
         listener.shutdown()
+
+
+def test_status_line_reports_time_speed_state_frames_and_errors() -> None:
+    with Emulator(mission=_drive(50.0, 30.0)) as emu:
+        emu.run(5.0)
+        line = emu.status_line()
+    assert line.startswith("00:00:05  x")
+    speed = float(line.split()[1].lstrip("x").replace(",", ""))
+    assert 0.5 < speed < 1e5  # simulated seconds per wall second since the run began
+    for part in ("SOC", " V ", " A ", "cell", "ClosedDrive", "fr/s", "load 3", "err 0"):
+        assert part in line, line
