@@ -173,6 +173,15 @@ def _load_dbcs(files: list[Path], problems: list[str]) -> cantools.database.can.
     return db
 
 
+def _table(doc: dict[str, Any], key: str, where: str, problems: list[str]) -> dict[str, Any]:
+    """``doc[key]`` when it is a TOML table; a listed problem (and {}) when it is not."""
+    value = doc.get(key, {})
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{where}: must be a table, got {value!r}")
+    return {}
+
+
 def _as_list(x: Any, where: str, problems: list[str]) -> list[str]:
     if isinstance(x, str):
         return [x]
@@ -214,7 +223,7 @@ def load_binding(
 
     nodes: dict[str, tuple[str, ...]] = {}
     dbc_to_role: dict[str, str] = {}
-    for role, names in dict(doc.get("nodes", {})).items():
+    for role, names in _table(doc, "nodes", "[nodes]", problems).items():
         if role not in ROLES:
             problems.append(f"[nodes] {role}: unknown node (valid: {', '.join(ROLES)})")
             continue
@@ -223,8 +232,11 @@ def load_binding(
             dbc_to_role[n] = role
 
     bound: dict[str, BoundMessage] = {}
-    for name, spec in dict(doc.get("message", {})).items():
+    for name, spec in _table(doc, "message", "[message]", problems).items():
         where = f"[message.{name}]"
+        if not isinstance(spec, dict):
+            problems.append(f"{where}: must be a table of settings, got {spec!r}")
+            continue
         try:
             msg = db.get_message_by_name(name)
         except KeyError:
@@ -310,6 +322,10 @@ def _bind_message(
 
     codec = MessageCodec(msg)
     special: set[str] = set()
+    for key in ("counter", "crc", "page", "array", "sender", "crc_algorithm"):
+        if key in spec and not isinstance(spec[key], str):
+            problems.append(f"{where}: {key} must be a name (a string), got {spec[key]!r}")
+            return None
     counter = spec.get("counter")
     counter_mod = 0
     if counter is not None:
@@ -377,8 +393,11 @@ def _bind_message(
         return slot
 
     scalars: list[Slot] = []
-    for sig_name, value in dict(spec.get("signals", {})).items():
-        slot = make_slot(sig_name, str(value))
+    for sig_name, value in _table(spec, "signals", f"{where} signals", problems).items():
+        if not isinstance(value, str):
+            problems.append(f"{where}: {sig_name} = {value!r}: must be a value name (a string)")
+            continue
+        slot = make_slot(sig_name, value)
         if slot is not None:
             if VALUES[slot.value].kind in ("array", "flags"):
                 problems.append(

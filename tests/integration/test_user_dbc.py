@@ -215,3 +215,22 @@ def test_binding_file_errors_are_one_line(tmp_path: Path) -> None:
     bad.write_text("dbc = [\n")
     with pytest.raises(ConfigError, match="cannot read the binding"):
         load_binding(bad)
+
+
+def test_a_binding_of_the_wrong_shape_lists_its_problems(user_binding: Path) -> None:
+    text = user_binding.read_text()
+    text = text.replace('UPack = "pack_voltage_v"', "UPack = 5")
+    text = text.replace('counter = "Cnt"', "counter = 3")
+    user_binding.write_text(text)
+    with pytest.raises(BindingError) as err:
+        load_binding(user_binding, {"cell_voltage_v": 6, "temp_c": 2, "bleed": 6}, ROLES)
+    problems = "\n".join(err.value.problems)
+    assert "UPack = 5: must be a value name (a string)" in problems
+    assert "counter must be a name (a string), got 3" in problems
+    broken = user_binding.parent / "broken.toml"
+    broken.write_text('dbc = ["user.dbc"]\nnodes = 5\nmessage = "everything"\n')
+    with pytest.raises(BindingError) as err:
+        load_binding(broken, {"cell_voltage_v": 6, "temp_c": 2, "bleed": 6}, ROLES)
+    problems = "\n".join(err.value.problems)
+    assert "[nodes]: must be a table, got 5" in problems
+    assert "[message]: must be a table, got 'everything'" in problems
