@@ -40,7 +40,7 @@ import numpy as np
 from bms.canbus.binding import Binding, BoundMessage, Page, Slot
 from bms.canbus.crc import CRC8
 
-__all__ = ["CanLink", "LinkStats", "NodeIO", "frame_bits"]
+__all__ = ["CanLink", "LinkStats", "NodeIO", "dbc_range", "frame_bits", "matrix_load"]
 
 _log = logging.getLogger("bms.canbus")
 
@@ -141,6 +141,32 @@ class _Tx:
                     self.extra[id(page)] = missing
 
 
+def dbc_range(sig: Any) -> tuple[float, float] | None:
+    """The DBC's [minimum, maximum] of a signal when it is narrower than what its bits can
+    carry (then a received value outside it is out of range); None otherwise."""
+    lo, hi = sig.minimum, sig.maximum
+    if lo is None or hi is None or (lo == 0 and hi == 0):
+        return None
+    raw_lo = -(1 << (sig.length - 1)) if sig.is_signed else 0
+    raw_hi = (1 << (sig.length - 1)) - 1 if sig.is_signed else (1 << sig.length) - 1
+    p_lo, p_hi = sorted((raw_lo * sig.scale + sig.offset, raw_hi * sig.scale + sig.offset))
+    if lo > p_lo + 1e-9 * abs(p_lo) or hi < p_hi - 1e-9 * abs(p_hi):
+        return (lo - 1e-9 * abs(lo), hi + 1e-9 * abs(hi))
+    return None
+
+
+def matrix_load(binding: Binding) -> tuple[float, float]:
+    """Frames per second and worst-case bits per second that the bound messages' DBC
+    periods put on the bus (every page of a paged message once per period)."""
+    frames = bits = 0.0
+    for bm in binding.messages.values():
+        if bm.period_s:
+            n = len(bm.pages) / bm.period_s
+            frames += n
+            bits += n * frame_bits(bm.codec.length, bm.is_extended)
+    return frames, bits
+
+
 def codec_signal(bm: BoundMessage, name: str) -> Any:
     return bm.codec.message.get_signal_by_name(name)
 
@@ -172,17 +198,7 @@ class _BatchLayout:
             self.columns[sig_name] = self.phys[:, j]
         if bm.crc is not None:
             self.columns[bm.crc] = 0
-        sig0 = bm.codec.message.get_signal_by_name(elements[0])
-        self.range: tuple[float, float] | None = None
-        lo, hi = sig0.minimum, sig0.maximum
-        if lo is not None and hi is not None and not (lo == 0 and hi == 0):
-            raw_lo = -(1 << (sig0.length - 1)) if sig0.is_signed else 0
-            raw_hi = (1 << (sig0.length - 1)) - 1 if sig0.is_signed else (1 << sig0.length) - 1
-            p_lo, p_hi = sorted(
-                (raw_lo * sig0.scale + sig0.offset, raw_hi * sig0.scale + sig0.offset)
-            )
-            if lo > p_lo + 1e-9 * abs(p_lo) or hi < p_hi - 1e-9 * abs(p_hi):
-                self.range = (lo - 1e-9 * abs(lo), hi + 1e-9 * abs(hi))
+        self.range = dbc_range(bm.codec.message.get_signal_by_name(elements[0]))
 
 
 def _batch_layout(bm: BoundMessage) -> _BatchLayout | None:
@@ -228,17 +244,9 @@ class _Rx:
         self.last_counter: dict[str, int] = {}  # per receiving node
         crc = CRC8[bm.crc_algorithm]
         self.crc_fn = crc[0]
-        self.ranges: dict[str, tuple[float, float]] = {}
-        msg = bm.codec.message
-        for s in msg.signals:
-            lo, hi = s.minimum, s.maximum
-            if lo is None or hi is None or (lo == 0 and hi == 0):
-                continue
-            raw_lo = -(1 << (s.length - 1)) if s.is_signed else 0
-            raw_hi = (1 << (s.length - 1)) - 1 if s.is_signed else (1 << s.length) - 1
-            p_lo, p_hi = sorted((raw_lo * s.scale + s.offset, raw_hi * s.scale + s.offset))
-            if lo > p_lo + 1e-9 * abs(p_lo) or hi < p_hi - 1e-9 * abs(p_hi):
-                self.ranges[s.name] = (lo - 1e-9 * abs(lo), hi + 1e-9 * abs(hi))
+        self.ranges = {
+            s.name: r for s in bm.codec.message.signals if (r := dbc_range(s)) is not None
+        }
         self.page_of: dict[int, Page] = {}
         key = bm.page_signal or bm.codec.multiplexer
         for p in bm.pages:

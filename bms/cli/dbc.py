@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from bms.canbus.binding import describe, load_binding
-from bms.canbus.link import frame_bits
+from bms.canbus.link import matrix_load
 from bms.canbus.vocab import ROLES
 from bms.cli.common import add_config_options, config_from
 from bms.plant.pack import Pack
@@ -47,12 +47,7 @@ def run(args: argparse.Namespace) -> int:
     }
     roles = parse_nodes(args.nodes) if args.nodes != "all" else ROLES
     b = load_binding(args.binding, sizes, roles)
-    bits = 0.0
-    frames = 0.0
-    for m in b.messages.values():
-        if m.period_s:
-            frames += len(m.pages) / m.period_s
-            bits += len(m.pages) * frame_bits(m.codec.length, m.is_extended) / m.period_s
+    frames, bits = matrix_load(b)
     if args.action == "dump":
         for line in describe(b):
             print(line)

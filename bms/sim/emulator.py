@@ -30,7 +30,7 @@ import numpy as np
 from bms.canbus.binding import Binding, BoundMessage, load_binding
 from bms.canbus.bus import BusSpec, open_bus
 from bms.canbus.crc import CRC8
-from bms.canbus.link import CanLink, frame_bits
+from bms.canbus.link import CanLink, matrix_load
 from bms.canbus.nodes import BmsNode, ChargerNode, Node, PackNode, VcuNode, extremes_kernel
 from bms.canbus.vocab import ROLES
 from bms.chemistry import load_chemistry
@@ -288,11 +288,7 @@ class Emulator:
 
     def dbc_bus_load(self) -> float:
         """Bus load the DBC's periods give for this pack (all nodes), worst-case bits."""
-        bits = 0.0
-        for bm in self.binding.messages.values():
-            if bm.period_s:
-                bits += len(bm.pages) * frame_bits(bm.codec.length, bm.is_extended) / bm.period_s
-        return bits / self.bitrate
+        return matrix_load(self.binding)[1] / self.bitrate
 
     def warm_up(self) -> None:
         """Compile (or load) every numba kernel and run each node's code path once, so no
