@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         current_a=args.current,
         seed=args.seed if args.seed is not None else 0,
     )
+    for opt, path in (("--summary", args.summary), ("--nvm", args.nvm)):
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise ConfigError(f"the folder of {path} does not exist", field=opt)
     spec = bus_spec(args)
     if args.slcan_pty and spec.resolved().interface != "virtual":
         raise ConfigError(
@@ -170,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
     if args.summary:
         d = res.to_dict()
         d["pack"] = f"{cfg.pack.series}S{cfg.pack.parallel}P {chem.name}"
-        Path(args.summary).write_text(json.dumps(d, indent=2) + "\n")
+        try:
+            Path(args.summary).write_text(json.dumps(d, indent=2) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.summary}: {exc}", field="--summary") from None
     return 130 if res.interrupted else 0
 
 

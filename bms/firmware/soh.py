@@ -25,6 +25,11 @@ from bms.plant.sensors import Measurement
 __all__ = ["SohEstimator"]
 
 
+# resistance over the model's that one current step may report (outside: a measurement
+# artefact, not ageing)
+PLAUSIBLE_FACTOR = (0.2, 10.0)
+
+
 class SohEstimator:
     """Capacity (Ah) and resistance factor per group, from measurements only."""
 
@@ -63,9 +68,16 @@ class SohEstimator:
                 r = -(v - v0) / di
                 r_model = self._r0(soc, group_temps)
                 factor = r / r_model
-                a = self.smoothing if self.resistance_samples else 1.0
-                self.resistance_factor += a * (factor - self.resistance_factor)
-                self.resistance_samples += 1
+                # a voltage and a current that were not sampled together (cell monitoring
+                # units and shunt on their own clocks) give steps that no cell can have:
+                # keep only plausible ones, group by group
+                ok = np.isfinite(factor) & (factor > PLAUSIBLE_FACTOR[0])
+                ok &= factor < PLAUSIBLE_FACTOR[1]
+                if ok.any():
+                    a = self.smoothing if self.resistance_samples else 1.0
+                    rf = self.resistance_factor
+                    rf[ok] += a * (factor[ok] - rf[ok])
+                    self.resistance_samples += 1
         self._prev = (i, v.copy())
         self._throughput_as += i * dt_s
         if abs(i) >= self.soc_cfg.rest_current_a:

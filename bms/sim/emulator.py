@@ -551,7 +551,14 @@ class Emulator:
         return "  ".join(parts)
 
     def close(self) -> None:
-        """Stop receiving, flush the log, shut the bus down (if opened here)."""
+        """Store the BMS's persistent memory (when it has one), stop receiving, flush the
+        log, shut the bus down (if opened here)."""
+        if self.bms is not None and self.bms.started and self.bms.nvm is not None:
+            if not self.bms.shutdown():
+                _log.warning(
+                    "the BMS's persistent memory could not be written: %s", self.bms.nvm.path
+                )
+            self.bms.started = False
         self._stop_rx.set()
         if self._rx_thread is not None:
             self._rx_thread.join(timeout=1.0)

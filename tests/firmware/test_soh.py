@@ -58,3 +58,22 @@ def test_capacity_between_two_rest_points_finds_the_weak_cell() -> None:
     assert soh.capacity_samples == 1
     assert soh.capacity_ah[1] == pytest.approx(224.0, rel=0.03)
     assert np.all(np.abs(np.delete(soh.capacity_ah, 1) - 280.0) < 0.03 * 280.0)
+
+
+def test_a_step_no_cell_can_have_leaves_the_resistance_factor_alone() -> None:
+    """Voltages and a current sampled at different moments (units and shunt on their own
+    clocks) can make a step look like a negative resistance: that group keeps its factor."""
+    pack = make_pack(series=4, soc=0.6, spread=NO_SPREAD)
+    est, soh = _setup(pack, SocConfig())
+    m0 = pack.sensors.measure()
+    soh.update(m0, 0.1, est.soc, est.group_temps(m0))
+    m1 = pack.sensors.measure()
+    m1.current_a = m0.current_a + 200.0  # discharge step ...
+    m1.cell_voltage_v = m0.cell_voltage_v.copy()
+    m1.cell_voltage_v[2] += 0.01  # ... but group 2 read higher: a negative resistance
+    r_model = soh._r0(est.soc, est.group_temps(m1))
+    m1.cell_voltage_v[[0, 1, 3]] -= 1.5 * r_model[[0, 1, 3]] * 200.0  # 1.5x the model
+    soh.update(m1, 0.1, est.soc, est.group_temps(m1))
+    assert soh.resistance_samples == 1
+    assert soh.resistance_factor[2] == 1.0
+    np.testing.assert_allclose(soh.resistance_factor[[0, 1, 3]], 1.5, rtol=1e-9)

@@ -382,3 +382,14 @@ def test_status_line_reports_time_speed_state_frames_and_errors() -> None:
     assert 0.5 < speed < 1e5  # simulated seconds per wall second since the run began
     for part in ("SOC", " V ", " A ", "cell", "ClosedDrive", "fr/s", "load 3", "err 0"):
         assert part in line, line
+
+
+def test_persistent_memory_is_stored_at_the_end_and_loaded_at_the_next_start(tmp_path) -> None:
+    nvm = tmp_path / "bms.nvm"
+    with Emulator(mission=_drive(150.0, 60.0), nvm_path=nvm) as emu:
+        emu.run(30.0)
+        soc_end = emu.bms.soc.soc.copy()
+    with Emulator(mission=_drive(0.0, 60.0), nvm_path=nvm) as emu:
+        emu.run(1.0)
+        assert emu.bms.image.power_on_count == 2
+        np.testing.assert_allclose(emu.bms.image.soc, np.clip(soc_end, 0, 1))

@@ -63,6 +63,8 @@ def test_run_with_a_real_time_clock_keeps_the_periods(tmp_path) -> None:
         (["run", "--profile", "constant"], "error: --profile constant needs --current"),
         (["run", "--duration", "-3"], "error: --duration: must be > 0 s"),
         (["run", "--bus-kwarg", "oops"], "error: --bus-kwarg: expected KEY=VALUE"),
+        (["run", "--summary", "/nonexistent/s.json"], "error: --summary: the folder of"),
+        (["run", "--bitrate", "0"], "error: --bitrate: must be > 0"),
         (
             ["run", "--interface", "slcan", "--channel", "/dev/nonexistent-tty"],
             "error: cannot open slcan channel '/dev/nonexistent-tty'",
