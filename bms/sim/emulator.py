@@ -214,7 +214,8 @@ class Emulator:
         self._retry_at = 0.0
         self._retry_s = 0.5
         self._fault_set: set[str] = set()
-        self._scheduled = False
+        self._vcu_period_s = vcu_period_s
+        self._charger_period_s = charger_period_s
         self.started = False
 
     # ------------------------------------------------------------------ set-up
@@ -256,11 +257,13 @@ class Emulator:
         if "vcu" in self.nodes:
             vcu = self.nodes["vcu"]
             assert isinstance(vcu, VcuNode)
-            sch.every(0.1, functools.partial(_step, vcu, 0.1), name="vcu task", priority=10.1)
+            dt = self._vcu_period_s
+            sch.every(dt, functools.partial(_step, vcu, dt), name="vcu task", priority=10 + dt)
         if "charger" in self.nodes:
             chg = self.nodes["charger"]
             assert isinstance(chg, ChargerNode)
-            sch.every(0.1, functools.partial(_step, chg, 0.1), name="charger task", priority=10.1)
+            dt = self._charger_period_s
+            sch.every(dt, functools.partial(_step, chg, dt), name="charger task", priority=10 + dt)
 
     def _pause_task(self, node: PackNode) -> Callable[[float], None]:
         return lambda t: node.prepare(t, "__cmu_pause__")
