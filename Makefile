@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint vcan clean
+.PHONY: run test hil bench lint vcan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
+# the HIL suite alone (emulated device, virtual time; see README for hardware)
+hil: $(STAMP)
+	$(PY) -m pytest hil $(ARGS)
+
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bms tests bench
-	$(VENV)/bin/ruff format --check bms tests bench
+	$(VENV)/bin/ruff check bms tests bench hil
+	$(VENV)/bin/ruff format --check bms tests bench hil
 	$(VENV)/bin/mypy
 
 # Linux only: a virtual SocketCAN bus vcan0 (needs root and the vcan kernel module)
@@ -33,5 +37,5 @@ vcan:
 	sudo ip link set up vcan0
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache reports
 	find . -name __pycache__ -prune -exec rm -rf {} +

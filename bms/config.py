@@ -328,6 +328,13 @@ class ProtectionConfig(_Section):
     current_offset_limit_a: float = _num(2.0, 0.0)  # |I| with the mains open
     plausibility_s: float = _num(0.5, 0.0)  # debounce of every plausibility check
     charge_current_a: float = _num(1.0, 0.0)  # below -this the pack is charging
+    # a vehicle (or charger) that draws more than the published current limit, by more
+    # than max(limit_margin_a, limit_margin_rel * limit): the charge or discharge
+    # over-current check warns after limit_warning_s and faults after limit_fault_s
+    limit_margin_a: float = _num(10.0, 0.0)
+    limit_margin_rel: float = _num(0.05, 0.0, 1.0)
+    limit_warning_s: float = _num(2.0, 0.0, 3600.0)
+    limit_fault_s: float = _num(10.0, 0.0, 3600.0)
 
 
 @dataclass(frozen=True)

@@ -195,10 +195,12 @@ def load_binding(
     path: str | Path | None = None,
     sizes: dict[str, int] | None = None,
     roles: Iterable[str] = ROLES,
+    dbc: Iterable[str | Path] | None = None,
 ) -> Binding:
     """Load and check a binding (the built-in one by default) for arrays of ``sizes``
     (``cell_voltage_v``, ``temp_c``, ``bleed``: elements each); ``roles`` are the
-    nodes that run here, whose inputs must all be carried."""
+    nodes that run here, whose inputs must all be carried. ``dbc`` replaces the DBC
+    files the binding names (a newer release of the same matrix, say)."""
     path = Path(path) if path is not None else DEFAULT_BINDING
     src = str(path)
     try:
@@ -213,7 +215,11 @@ def load_binding(
     unknown_keys = set(doc) - {"dbc", "nodes", "message", "crc_algorithm"}
     for k in sorted(unknown_keys):
         problems.append(f"unknown key {k!r} (valid: dbc, nodes, crc_algorithm, message)")
-    files = [(path.parent / f).resolve() for f in _as_list(doc.get("dbc", []), "dbc", problems)]
+    if dbc is not None:
+        files = [Path(f).resolve() for f in dbc]
+    else:
+        names = _as_list(doc.get("dbc", []), "dbc", problems)
+        files = [(path.parent / f).resolve() for f in names]
     if not files:
         problems.append("dbc: names no DBC file")
     db = _load_dbcs(files, problems)

@@ -281,6 +281,12 @@ class CanLink:
         self.timestamp = timestamp or (lambda t: t)
         self.bus_ok = True
         self.on_send_error: Callable[[Exception], None] | None = None
+        # a tester's hooks (the HIL suite): ``taps`` see every frame sent here or received
+        # (time, message or None, identifier, extended, bytes); ``tx_filter`` may drop,
+        # change or hold back a frame before it leaves its sender (fault injection)
+        self.taps: list[Callable[[float, BoundMessage | None, int, bool, bytes], None]] = []
+        self.tx_filter: Callable[[float, BoundMessage, bytearray], bytes | None] | None = None
+        self.filtered: set[str] = set()  # messages the filter sees (they go frame by frame)
 
     # ------------------------------------------------------------------ transmit
 
@@ -290,15 +296,25 @@ class CanLink:
         tx = self._tx[name]
         bm = tx.bm
         node = self.nodes[bm.sender]
-        if page is None and tx.batch is not None:
+        if page is None and tx.batch is not None and name not in self.filtered:
             return self._send_batch(t_s, tx, node.outputs)
         pages = bm.pages if page is None else (bm.pages[page],)
         n = 0
         for pg in pages:
             data = self._encode(tx, pg, node.outputs)
+            if name in self.filtered and self.tx_filter is not None:
+                out = self.tx_filter(t_s, bm, data)
+                if out is None:
+                    continue
+                data = bytearray(out)
             self._emit(t_s, tx, data)
             n += 1
         return n
+
+    def emit(self, t_s: float, name: str, data: bytes | bytearray) -> None:
+        """Send ready-made bytes as message ``name`` (a frame held back by a tester's
+        filter, or a deliberately corrupted one): to the local receivers and the bus."""
+        self._emit(t_s, self._tx[name], bytearray(data))
 
     def _encode(self, tx: _Tx, page: Page, out: dict[str, Any]) -> bytearray:
         bm = tx.bm
@@ -360,6 +376,13 @@ class CanLink:
         stats = self.stats
         stats.frames_tx += lay.n_pages
         stats.bits_tx += tx.bits * lay.n_pages
+        if self.taps:
+            raw_all = data.tobytes()
+            w = data.shape[1]
+            fid, ext = bm.codec.frame_id, bm.codec.is_extended
+            for i in range(lay.n_pages):
+                for tap in self.taps:
+                    tap(t_s, bm, fid, ext, raw_all[i * w : (i + 1) * w])
         for role in bm.receivers:
             node = self.nodes.get(role)
             if node is not None:
@@ -378,6 +401,10 @@ class CanLink:
         bm = tx.bm
         self.stats.frames_tx += 1
         self.stats.bits_tx += tx.bits
+        if self.taps:
+            raw = bytes(data)
+            for tap in self.taps:
+                tap(t_s, bm, bm.codec.frame_id, bm.codec.is_extended, raw)
         for role in bm.receivers:
             node = self.nodes.get(role)
             if node is not None:
@@ -427,6 +454,11 @@ class CanLink:
             )
             self.writer.on_message_received(logged)
         aid = msg.arbitration_id
+        if self.taps and not msg.is_error_frame and not msg.is_remote_frame:
+            rx_bm = self._rx.get((aid, bool(msg.is_extended_id)))
+            raw = bytes(msg.data)
+            for tap in self.taps:
+                tap(t_s, rx_bm.bm if rx_bm else None, aid, bool(msg.is_extended_id), raw)
         if msg.is_error_frame:
             self._count("error_frame", aid, "error frame on the bus", t_s)
             return

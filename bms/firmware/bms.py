@@ -146,6 +146,9 @@ class EmulatedBms:
             self.start(t_s, m)
         dt = self.cfg.firmware.measure_period_s
         status = self.protections.update(m, dt, t_s - self._last_command_s)
+        if self._pack_soc is not None:  # limits are published: a draw above them is checked
+            lim = self._limits
+            status = self.protections.check_limits(m.current_a, lim.charge_a, lim.discharge_a, dt)
         cmds = self.contactors.update(t_s, m, self.request, status.fault)
         if math.isfinite(m.current_a):  # an invalid reading is a protection fault, not charge
             self._charge_as += m.current_a * dt

@@ -9,7 +9,8 @@ is called with the condition gone, as a real BMS wants a deliberate reset.
 
 Checks: cell over- and under-voltage (per group); over- and
 under-temperature with separate limits while charging and discharging;
-over-current in charge and discharge; cell voltage spread; loss of the
+over-current in charge and discharge (above fixed limits, and above the current
+limit the BMS publishes: see :meth:`Protections.check_limits`); cell voltage spread; loss of the
 vehicle's commands; and plausibility faults: a cell voltage outside the
 plausible range (an open sense wire reads about 0 V below and the sum above),
 a temperature sensor open, shorted or frozen, a current reading with the
@@ -23,6 +24,7 @@ one over the temperatures); the tables below say what each check compares.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +115,8 @@ class Protections:
         self._t_frozen_s = np.zeros(n_temp_sensors)
         self._scratch = np.empty(n_groups)
         self._levels = np.zeros(len(self._names), dtype=np.int64)
+        self._over_limit_s = {"charge_overcurrent": 0.0, "discharge_overcurrent": 0.0}
+        self._excess = {"charge_overcurrent": 0, "discharge_overcurrent": 0}
         self.status = ProtectionStatus()
 
     def update(self, m: Measurement, dt_s: float, since_command_s: float) -> ProtectionStatus:
@@ -152,6 +156,36 @@ class Protections:
         st.worst_group["cell_undervoltage"] = i_min
         if worst == 3:
             st.latched.update(name for name, level in lv.items() if level == 3)
+        return st
+
+    def check_limits(
+        self, current_a: float, charge_limit_a: float, discharge_limit_a: float, dt_s: float
+    ) -> ProtectionStatus:
+        """A draw above the published current limit: the charge or discharge over-current
+        check warns after ``limit_warning_s`` and faults (latched) after ``limit_fault_s``;
+        its level is the higher of this and the fixed limits'. Run after :meth:`update`."""
+        cfg = self.cfg
+        st = self.status
+        i = current_a if math.isfinite(current_a) else 0.0
+        for name, amps, limit in (
+            ("discharge_overcurrent", i, discharge_limit_a),
+            ("charge_overcurrent", -i, charge_limit_a),
+        ):
+            margin = max(cfg.limit_margin_a, cfg.limit_margin_rel * max(limit, 0.0))
+            over = amps > limit + margin
+            held = self._over_limit_s[name] + dt_s if over else 0.0
+            self._over_limit_s[name] = held
+            level = 0
+            if over and held >= cfg.limit_fault_s - 1e-9:
+                level = 3
+            elif over and held >= cfg.limit_warning_s - 1e-9:
+                level = 1
+            self._excess[name] = level
+            k = self._names.index(name)
+            combined = max(int(self._levels[k]), level)
+            st.levels[name] = combined
+            if combined == 3:
+                st.latched.add(name)
         return st
 
     def reset(self) -> bool:

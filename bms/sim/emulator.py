@@ -126,6 +126,7 @@ class Emulator:
         *,
         nodes: Iterable[str] = ROLES,
         binding: str | Path | None = None,
+        dbc: Iterable[str | Path] | None = None,
         bus: can.BusABC | BusSpec | None = None,
         mission: Mission | None = None,
         speed: float | None = None,
@@ -141,7 +142,7 @@ class Emulator:
         self.pack = Pack(cfg, chem)  # sizes and sensor layout; the plant when "pack" runs here
         n_temp = self.pack.sensors.n_temp_sensors
         self.sizes = {"cell_voltage_v": cfg.pack.series, "temp_c": n_temp, "bleed": cfg.pack.series}
-        self.binding: Binding = load_binding(binding, self.sizes, self.roles)
+        self.binding: Binding = load_binding(binding, self.sizes, self.roles, dbc)
         b = self.binding
         one_c = chem.capacity_ah * cfg.pack.parallel
         self.mission = mission if mission is not None else make_mission("city-bus-day", one_c)
@@ -208,6 +209,7 @@ class Emulator:
         self.faults_seen: list[str] = []
         self._status_prev = (0.0, 0, time.perf_counter())  # time, frames, wall at the last line
         self._lost_exc: BaseException | None = None
+        self._rx_t_last = 0.0
         self.link_losses = 0
         self.link_down_s = 0.0
         self._lost_since = 0.0
@@ -411,13 +413,23 @@ class Emulator:
     def _drain_rx(self, first: can.Message | None = None) -> None:
         sch = self.scheduler
         if sch.realtime:
-            t = (time.perf_counter() - sch._wall0) * (sch.speed or 1.0)
-            t = max(t, sch.now_s)
-            if first is not None:
-                self.link.receive(t, first)
+            # each frame at the time the interface stamped it (on the scheduler's time
+            # axis), not when this loop got to it: frames that wait behind a task keep
+            # their own times, no later than now and in order
+            speed = sch.speed or 1.0
+            pc = time.perf_counter()
+            now_t = max((pc - sch._wall0) * speed, sch.now_s)
+            epoch = time.time() - (pc - sch._wall0)
+            msg = first
             while True:
+                if msg is not None:
+                    ts = msg.timestamp
+                    t = (ts - epoch) * speed if ts else now_t
+                    t = min(max(t, self._rx_t_last), now_t)
+                    self._rx_t_last = t
+                    self.link.receive(t, msg)
                 try:
-                    self.link.receive(t, self._rxq.get_nowait())
+                    msg = self._rxq.get_nowait()
                 except queue.Empty:
                     return
         bus = self.bus
