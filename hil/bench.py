@@ -575,7 +575,7 @@ class Bench:
         bus: can.BusABC | None = None,
         trace_path: Path | None = None,
         nvm_path: Path | None = None,
-        record_every_s: float = 1.0,
+        record_every_s: float = 0.1,
     ):
         self.setup = setup
         self.name = name
@@ -703,6 +703,23 @@ class Bench:
                 parts.append(f"{name}={mon.value(name)!r}")
             except KeyError:
                 parts.append(f"{name}=(not in the binding)")
+        bad = sum(r.bad_crc + r.bad_dlc for r in mon.records.values())
+        good = sum(r.frames for r in mon.records.values()) - bad
+        if bad and good <= 0:
+            return (
+                f"{what}: not within {timeout_s:g} s; all {bad} frames of the device on its "
+                "identifiers failed their CRC or length check (wrong DBC, CRC algorithm "
+                "or a broken device?)"
+            )
+        if bad:
+            parts.append(f"{bad} of its frames failed their CRC or length check")
+        raised = [
+            f"{name}={mon.value(name)}"
+            for name in mon.by_value
+            if name.startswith("level_") and mon.value(name) not in (None, "Ok")
+        ]
+        if raised:
+            parts.append("raised: " + ", ".join(raised))
         seen = f" (device reports: {', '.join(parts)})" if parts else ""
         return f"{what}: not within {timeout_s:g} s{seen}"
 
@@ -735,19 +752,23 @@ class Bench:
             "the device reporting its state and cell voltages after power-up",
             show=("bms_state", "min_cell_voltage_v"),
         )
-        # a fault is cleared only once its cause has been gone for the check's clear time
-        # (2 s for the command timeout here): keep asking until then
+        # a device left closed or faulted by the last test first opens (the vehicle asks
+        # for Standby) or has its faults cleared: a fault clears only once its cause has
+        # been gone for the check's clear time (2 s for the command timeout here)
         deadline = t0 + timeout_s + self.RESET_WINDOW_S
-        while self.value("bms_state") == "Fault" or self.value("fault_latched", False):
+        while self.value("bms_state") != "Standby" or self.value("fault_latched", False):
             if self.now_s >= deadline:
                 raise HilTimeout(
                     self._timeout_message(
-                        "the device out of Fault after power-up and fault resets",
+                        "the device in Standby, no fault latched, after power-up",
                         timeout_s + self.RESET_WINDOW_S,
                         ("bms_state", "protection_level", "contactor_fault"),
                     )
                 )
-            self.fault_reset()
+            if self.value("bms_state") == "Fault" or self.value("fault_latched", False):
+                self.fault_reset()
+            else:
+                self.advance(0.1)
         took = self.now_s - t0
         self.advance(0.25)
         return took
@@ -781,7 +802,25 @@ class Bench:
 
     # ------------------------------------------------------------------ end
 
+    def leave_safe(self, timeout_s: float = 3.0) -> None:
+        """End of a test on a device that outlives it: ask for Standby with no current and
+        wait (at most ``timeout_s``) for the contactors to open, so that the next test does
+        not start on a device that closes its pack the moment it appears."""
+        if not self.started:
+            return
+        self.vcu.drive(0.0)
+        self.vcu.request("Standby", "Open")
+        self.vcu.reset_request = False
+        self.faults.clear_frames()
+        end = self.now_s + timeout_s
+        while self.now_s < end and (
+            self.plant.contactors.closed or self.plant.contactors.precharging
+        ):
+            self.advance(0.1)
+
     def close_bench(self) -> None:
+        if not self.emulated:
+            self.leave_safe()
         self.emu.close()
 
 

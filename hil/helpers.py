@@ -156,6 +156,13 @@ def expect_period(
         raise DeviceError(
             f"{message}: {rec.frames} frames seen, too few to measure its period ({period:g} s)"
         )
+    last = rec.times[-1]
+    late = 2.0 * period + (0.0 if dut.bench.virtual else 0.1)
+    if dut.bench.now_s - last > late + 1e-9:
+        raise AssertionError(
+            f"{message}: no frame for {dut.bench.now_s - last:.2f} s (its last at "
+            f"t={last:.2f} s), DBC period {cycle_ms:g} ms"
+        )
     each = dut.bench.virtual if every_interval is None else every_interval
     tol = tolerance * period
     if each:

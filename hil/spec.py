@@ -22,3 +22,6 @@ BALANCING_START_S = 5.0  # an imbalance above the threshold: bleeding starts wit
 BLEED_RATE_TOLERANCE = 0.2  # charge bled from the high cells against V/R x duty x time
 PACK_VOLTAGE_ACCURACY = (0.01, 1.0)  # reported pack voltage: +/- (1 % of reading + 1 V)
 CURRENT_ACCURACY = (0.015, 0.5)  # reported pack current: +/- (1.5 % of reading + 0.5 A)
+CHARGE_LIMIT_NOMINAL_A = 280.0  # charge current limit at 25 degC, SOC 50 % (1C)
+DISCHARGE_LIMIT_NOMINAL_A = 560.0  # discharge current limit at 25 degC, SOC 50 % (2C)
+NOMINAL_LIMIT_FRACTION = 0.9  # measured at 25 degC, SOC 50 %: at least this of nominal

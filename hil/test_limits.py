@@ -26,32 +26,41 @@ def _limits(bench, temp_c: float, soc: float) -> tuple[float, float]:
     return bench.value("charge_current_limit_a"), bench.value("discharge_current_limit_a")
 
 
-@pytest.fixture(scope="module")
-def nominal_limits(hil_setup) -> tuple[float, float]:
-    from hil.bench import Bench
+def _nominal(limit: str) -> float:
+    return (
+        spec.CHARGE_LIMIT_NOMINAL_A
+        if limit.startswith("charge")
+        else spec.DISCHARGE_LIMIT_NOMINAL_A
+    )
 
-    b = Bench(hil_setup.__class__(**{**hil_setup.__dict__, "trace": False}))
-    try:
-        return _limits(b, *NOMINAL)
-    finally:
-        b.close_bench()
+
+@pytest.mark.requirement(
+    "LIM-0",
+    "At 25 degC and SOC 50 % the charge and discharge current limits are at least "
+    f"{spec.NOMINAL_LIMIT_FRACTION:.0%} of {spec.CHARGE_LIMIT_NOMINAL_A:g} A and "
+    f"{spec.DISCHARGE_LIMIT_NOMINAL_A:g} A.",
+)
+def test_current_limits_nominal(bench, figures) -> None:
+    charge, discharge = _limits(bench, *NOMINAL)
+    figures["charge"] = f"{charge:.1f} A"
+    figures["discharge"] = f"{discharge:.1f} A"
+    for name, got in (("charge_current_limit_a", charge), ("discharge_current_limit_a", discharge)):
+        want = spec.NOMINAL_LIMIT_FRACTION * _nominal(name)
+        assert got >= want, f"{name} {got:.1f} A at 25 degC, SOC 50 %: less than {want:.1f} A"
 
 
 @pytest.mark.parametrize(
     "case,temp_c,soc,limit,fraction", DERATING, ids=[f"{c[0]}-{c[3][:6]}" for c in DERATING]
 )
-def test_current_limit_derates(
-    case, temp_c, soc, limit, fraction, bench, nominal_limits, figures, request
-) -> None:
+def test_current_limit_derates(case, temp_c, soc, limit, fraction, bench, figures, request) -> None:
     request.node.add_marker(
         pytest.mark.requirement(
             "LIM-1",
             f"{case} ({temp_c:g} degC, SOC {soc:.0%}): the {limit.split('_')[0]} current limit "
-            f"is at most {fraction:.0%} of its value at 25 degC, SOC 50 %.",
+            f"is at most {fraction:.0%} of its nominal {_nominal(limit):g} A.",
         )
     )
-    nominal = nominal_limits[0 if limit.startswith("charge") else 1]
-    assert nominal > 0, f"the nominal {limit} is {nominal}"
+    nominal = _nominal(limit)
     charge, discharge = _limits(bench, temp_c, soc)
     got = charge if limit.startswith("charge") else discharge
     figures[limit] = f"{got:.1f} A of {nominal:.1f} A"
@@ -62,7 +71,7 @@ def test_current_limit_derates(
 
 @pytest.mark.requirement(
     "LIM-2",
-    "A vehicle that draws more than the discharge limit gets a warning within "
+    "A vehicle that draws 25 % + 20 A more than the discharge limit gets a warning within "
     f"{spec.LIMIT_WARNING_S} s, then a fault with the contactors open within "
     f"{spec.LIMIT_FAULT_S} s.",
 )
@@ -73,7 +82,8 @@ def test_draw_above_the_limit_warns_then_faults(bench, dut, vcu, plant, clock, f
     clock.advance(1.0)
     limit = dut.value("discharge_current_limit_a")
     assert limit is not None and limit > 0
-    vcu.drive(1.25 * limit, respect_limits=False)
+    drawn = 1.25 * limit + 20.0
+    vcu.drive(drawn, respect_limits=False)
     t0 = clock.now_s
     clock.wait_for(
         lambda: dut.value("level_discharge_overcurrent") in ("Warning", "Alarm", "Fault"),
@@ -95,7 +105,7 @@ def test_draw_above_the_limit_warns_then_faults(bench, dut, vcu, plant, clock, f
         "a discharge over-current fault and open contactors",
         show=("level_discharge_overcurrent", "bms_state"),
     )
-    figures["limit"] = f"{limit:.0f} A, drawn {1.25 * limit:.0f} A"
+    figures["limit"] = f"{limit:.0f} A, drawn {drawn:.0f} A"
     figures["warning"] = f"{warned:.1f} s"
     figures["fault"] = f"{fault_at[0]:.1f} s"
     figures["contactors open"] = f"{clock.now_s - t0:.1f} s"
