@@ -603,7 +603,8 @@ class Bench:
         emu = self.emu
         if emulated and setup.defect == "slow-state":
             bm = emu.binding.messages[_message_carrying(emu, "bms_state")]
-            emu.binding.messages[bm.name] = dataclasses.replace(bm, period_s=2 * bm.period_s)
+            doubled = 2 * (bm.period_s or 0.0)
+            emu.binding.messages[bm.name] = dataclasses.replace(bm, period_s=doubled)
         if emulated and setup.defect == "soc-offset":
             node = emu.nodes[DUT_ROLE]
             orig = node.prepare
@@ -628,6 +629,7 @@ class Bench:
         self.faults = Faults(self)
         self.recorder = Recorder(self, record_every_s)
         self.emulated = emulated
+        self.raw_bus: can.BusABC | None = None  # the test's own bus to the device (fixture)
         self.started = False
         self.wall_start = time.perf_counter()
 

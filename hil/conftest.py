@@ -322,7 +322,7 @@ def _finish_item(item: pytest.Item, info: dict[str, Any]) -> None:
     mark = item.get_closest_marker("requirement")
     req_id, req_text = (mark.args[0], mark.args[1]) if mark and len(mark.args) >= 2 else ("", "")
     if not req_text:
-        doc = (getattr(item, "obj", None).__doc__ or "").strip()  # type: ignore[union-attr]
+        doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").strip()
         req_text = doc.splitlines()[0] if doc else ""
     name = _safe(item.nodeid)
     plot = None

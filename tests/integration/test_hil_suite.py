@@ -195,3 +195,48 @@ def test_device_dying_mid_test_fails_clearly_and_nothing_hangs(tmp_path) -> None
     assert second[0] in ("failed", "error"), second
     assert "no such port" in second[1] or "sent no frame" in second[1], second
     assert took < 120.0
+
+
+@pytest.mark.parametrize(
+    "args, env, says",
+    [
+        (["--dut", "bench"], {}, "--dut: unknown 'bench'; use emulated or external"),
+        ([], {"BMS_HIL_DUT": "bench"}, "--dut: unknown 'bench'; use emulated or external"),
+        (["--speed", "fast"], {}, "--speed: use max or a number > 0, got 'fast'"),
+        (["--can-bitrate", "500k"], {}, "--can-bitrate: not a whole number: '500k'"),
+        (["--can-kwargs", "port"], {}, "--can-kwargs: --bus-kwarg: expected KEY=VALUE"),
+        (["--dbc", "missing.dbc"], {}, "--dbc: file not found: missing.dbc"),
+        (["--dut", "external", "--can-interface", "slcan"], {}, "--can-channel: an external"),
+        (["--dut", "external", "--dut-defect", "soc-offset"], {}, "--dut-defect: only the"),
+        (["--hil-day", "-5"], {}, "--hil-day: must be > 0 s"),
+    ],
+)
+def test_bad_hil_option_stops_with_one_line_naming_it(args, env, says, tmp_path) -> None:
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("BMS_HIL_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "hil", "--co", "-q", *args],
+        cwd=ROOT,
+        env={**run_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR:")]
+    assert len(errors) == 1 and says in errors[0], proc.stderr
+
+
+def test_hil_report_header_shows_the_setup(tmp_path) -> None:
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("BMS_HIL_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "hil", "--co",
+         "--dut", "external", "--can-interface", "slcan", "--can-channel", "/dev/ttyACM0",
+         "--speed", "1"],
+        cwd=ROOT, env={**run_env, "BMS_HIL_BITRATE": "250000"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    header = next(ln for ln in proc.stdout.splitlines() if ln.startswith("HIL setup:"))
+    assert "device under test: external" in header
+    assert "CAN: slcan /dev/ttyACM0 @ 250000 bit/s" in header
+    assert "clock: real time x1" in header
