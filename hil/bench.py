@@ -79,7 +79,7 @@ class HilSetup:
     defect: str = ""  # an emulated device with a known defect (the suite must catch it)
     report_dir: Path = Path("reports/hil")
     trace: bool = True
-    day_s: float | None = 1200.0  # the city-bus day's route played by the estimation test
+    day_s: float | None = 900.0  # the city-bus day's route played by the estimation test
 
     @property
     def virtual(self) -> bool:

@@ -53,7 +53,7 @@ OPTIONS = (
     ("--hil-config", "BMS_HIL_CONFIG", "pack: a preset name or a TOML file (default bus)", ""),
     ("--hil-report", "BMS_HIL_REPORT", "report folder", "reports/hil"),
     ("--hil-trace", "BMS_HIL_TRACE", "write a CAN trace of every test: yes or no", "yes"),
-    ("--hil-day", "BMS_HIL_DAY", "seconds of the city-bus day to play, or full", "1200"),
+    ("--hil-day", "BMS_HIL_DAY", "seconds of the city-bus day to play, or full", "900"),
     (
         "--dut-defect",
         "BMS_HIL_DEFECT",

@@ -25,3 +25,4 @@ CURRENT_ACCURACY = (0.015, 0.5)  # reported pack current: +/- (1.5 % of reading 
 CHARGE_LIMIT_NOMINAL_A = 280.0  # charge current limit at 25 degC, SOC 50 % (1C)
 DISCHARGE_LIMIT_NOMINAL_A = 560.0  # discharge current limit at 25 degC, SOC 50 % (2C)
 NOMINAL_LIMIT_FRACTION = 0.9  # measured at 25 degC, SOC 50 %: at least this of nominal
+CELL_DATA_REACTION_S = 1.5  # cell voltages stop coming until a latched fault and open contactors

@@ -57,7 +57,7 @@ def test_spread_converges_at_the_bleed_rate(bench, dut, plant, clock, figures) -
         lambda: dut.value("balancing_active") is True, spec.BALANCING_START_S, "balancing"
     )
     clock.advance(2.0)
-    span_s = 600.0
+    span_s = 300.0
     hi, lo = list(HIGH), list(LOW)
     q_as = plant.capacity_ah[hi + lo].mean() * 3600.0
     before = plant.soc[hi].mean() - plant.soc[lo].mean()

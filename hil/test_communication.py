@@ -109,3 +109,63 @@ def test_garbage_on_the_bus_does_not_disturb_the_device(dut, bus, vcu, plant, cl
         1.0,
         "device closed and driving after garbage frames",
     )
+
+
+@pytest.mark.requirement(
+    "COM-6",
+    "Cell voltages that stop coming (frames lost) give a cell-data fault and open "
+    f"contactors within {spec.CELL_DATA_REACTION_S} s.",
+)
+def test_lost_cell_voltage_frames_open_the_contactors(
+    dut, vcu, faults, plant, clock, figures
+) -> None:
+    dut.power_up()
+    dut.close()
+    vcu.drive(60.0)
+    clock.advance(0.5)
+    faults.drop(dut.bench.message_to_device("cell_voltage_v"))
+    took = clock.wait_for(
+        lambda: dut.value("fault_latched") is True and not plant.contactors.closed,
+        spec.CELL_DATA_REACTION_S,
+        "a latched fault and open contactors after the cell voltages stopped",
+        show=("bms_state", "level_cell_data_timeout"),
+    )
+    figures["reaction"] = f"{took:.2f} s"
+
+
+@pytest.mark.requirement(
+    "COM-7",
+    "Frames that come late but within the receive timeout (current 30 ms late) do not "
+    "disturb the device: it stays closed and reports the current.",
+)
+def test_late_frames_within_the_timeout_are_tolerated(dut, vcu, faults, plant, clock) -> None:
+    dut.power_up()
+    dut.close()
+    vcu.drive(120.0)
+    faults.delay(dut.bench.message_to_device("current_a"), 0.03)
+    clock.hold(
+        lambda: dut.value("bms_state") == "ClosedDrive" and plant.contactors.closed,
+        3.0,
+        "closed and driving with the current frames 30 ms late",
+    )
+    reported = dut.value("current_a")
+    assert abs(reported - plant.current_a) < 2.0, f"current {reported} A, true {plant.current_a} A"
+
+
+@pytest.mark.requirement(
+    "COM-8",
+    "A vehicle controller whose alive counter is frozen is treated as lost: command "
+    f"timeout fault and open contactors within {spec.HEARTBEAT_REACTION_S} s.",
+)
+def test_frozen_alive_counter_is_treated_as_a_lost_vcu(dut, vcu, faults, plant, clock) -> None:
+    dut.power_up()
+    dut.close()
+    vcu.drive(50.0)
+    clock.advance(0.5)
+    faults.corrupt(dut.bench.message_to_device("mode_request"), "counter")
+    clock.wait_for(
+        lambda: dut.value("level_command_timeout") == "Fault" and not plant.contactors.closed,
+        spec.HEARTBEAT_REACTION_S,
+        "command timeout fault and open contactors after the VCU's alive counter froze",
+        show=("level_command_timeout", "bms_state"),
+    )
