@@ -23,6 +23,7 @@ import itertools
 import math
 import os
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +173,7 @@ class MessageRecord:
     """What the monitor saw of one of the device's messages."""
 
     bm: BoundMessage
-    times: list[float] = field(default_factory=list)
+    times: array = field(default_factory=lambda: array("d"))  # receive times, s
     frames: int = 0
     bad_crc: int = 0
     bad_dlc: int = 0
@@ -182,11 +183,15 @@ class MessageRecord:
     last_t: float = -math.inf
     decoded: dict[int, dict[str, Any]] = field(default_factory=dict)
 
+    def _since(self, since_s: float) -> np.ndarray:
+        t = np.frombuffer(self.times, dtype=np.float64) if len(self.times) else np.zeros(0)
+        return t[t >= since_s]
+
     def period_stats(self, since_s: float = -math.inf) -> tuple[float, float, float, int]:
         """Mean, lowest and highest interval between frames (of one page: a paged message
         sends each page once per period) after ``since_s``; and the number of intervals."""
         n_pages = max(len(self.bm.pages), 1)
-        t = np.asarray([x for x in self.times if x >= since_s])
+        t = self._since(since_s)
         if t.size < n_pages + 1:
             return math.nan, math.nan, math.nan, 0
         d = t[n_pages:] - t[:-n_pages]
@@ -194,7 +199,7 @@ class MessageRecord:
 
     def median_interval(self, since_s: float = -math.inf) -> float:
         n_pages = max(len(self.bm.pages), 1)
-        t = np.asarray([x for x in self.times if x >= since_s])
+        t = self._since(since_s)
         if t.size < n_pages + 1:
             return math.nan
         return float(np.median(t[n_pages:] - t[:-n_pages]))
@@ -505,9 +510,11 @@ class Recorder:
         "bms_state",
     )
 
+    MAX_POINTS = 20_000  # per plot: a whole day sampled every 0.1 s is thinned to this
+
     def __init__(self, bench: Bench, every_s: float):
         self.bench = bench
-        self.rows: list[tuple[float, ...]] = []
+        self.data = array("d")  # rows of len(COLUMNS), flat (a day at 0.1 s: 40 MB)
         self.every_s = every_s
 
     def sample(self, t_s: float) -> None:
@@ -525,7 +532,7 @@ class Recorder:
             x = mon.value(name)
             return math.nan if x is None else float(x)
 
-        self.rows.append(
+        self.data.extend(
             (
                 t_s,
                 100.0 * float(soc.mean()),
@@ -548,10 +555,13 @@ class Recorder:
         )
 
     def series(self) -> dict[str, Any]:
-        if not self.rows:
+        """Every column as an array (thinned to at most ``MAX_POINTS`` samples)."""
+        n_col = len(self.COLUMNS)
+        rows = np.frombuffer(self.data, dtype=np.float64).reshape(-1, n_col) if self.data else None
+        if rows is None:
             return {"t_s": np.zeros(0)}
-        cols = np.asarray(self.rows, dtype=float).T
-        out: dict[str, Any] = dict(zip(self.COLUMNS, cols, strict=True))
+        step = max(1, -(-rows.shape[0] // self.MAX_POINTS))
+        out: dict[str, Any] = dict(zip(self.COLUMNS, rows[::step].T.copy(), strict=True))
         out["bms_state_labels"] = BMS_STATES
         return out
 
@@ -655,7 +665,7 @@ class Bench:
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass: simulated in virtual time, waited in real time."""
         self.start()
-        self.emu.run(self.now_s + seconds)
+        self.emu.advance_to(self.now_s + seconds)
 
     def wait_for(
         self,
@@ -676,7 +686,7 @@ class Bench:
                 return self.now_s - t0
             if self.now_s - t0 >= timeout_s - 1e-9:
                 raise HilTimeout(self._timeout_message(what or "condition", timeout_s, show))
-            self.emu.run(min(self.now_s + step, t0 + timeout_s))
+            self.emu.advance_to(min(self.now_s + step, t0 + timeout_s))
 
     def _timeout_message(self, what: str, timeout_s: float, show: tuple[str, ...]) -> str:
         mon = self.monitor

@@ -468,16 +468,9 @@ class Emulator:
             self.link.stats.frames_tx + self.link.stats.frames_rx,
             time.perf_counter(),
         )
-        chunk = 0.05 if sch.realtime else (0.01 if self.bus is not None else 0.1)
         try:
             while sch.now_s < end - 1e-9:
-                target = min(end, sch.now_s + chunk)
-                if not sch.realtime and self.bus is not None:
-                    self._drain_rx()
-                sch.run_until(target)
-                self._watch_faults()
-                self._supervise()
-                if "vcu" in self.nodes and self.mission.done:
+                if self.advance_to(min(end, sch.now_s + 1.0)):
                     summary.stopped_by = "mission complete"
                     break
                 if status is not None and time.perf_counter() >= next_status:
@@ -492,6 +485,25 @@ class Emulator:
         summary.simulated_s = sch.now_s
         self._fill(summary)
         return summary
+
+    def advance_to(self, end_s: float) -> bool:
+        """Run every event up to ``end_s`` (simulated), taking frames from the bus every
+        10 ms of simulated time in virtual time and as they arrive in real time, watching
+        faults and the link on the way; True when the mission has ended. What
+        :meth:`run` does, without its summary: for callers that step the emulator in
+        small pieces (the HIL bench)."""
+        self.start()
+        sch = self.scheduler
+        chunk = 0.05 if sch.realtime else (0.01 if self.bus is not None else 0.1)
+        while sch.now_s < end_s - 1e-9:
+            if not sch.realtime and self.bus is not None:
+                self._drain_rx()
+            sch.run_until(min(end_s, sch.now_s + chunk))
+            self._watch_faults()
+            self._supervise()
+            if "vcu" in self.nodes and self.mission.done:
+                return True
+        return False
 
     def _watch_faults(self) -> None:
         if self.bms is None:
