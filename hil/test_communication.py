@@ -103,6 +103,7 @@ def test_garbage_on_the_bus_does_not_disturb_the_device(dut, bus, vcu, plant, cl
             is_extended_id=command.codec.is_extended,
         )
         bus.send(short)
+        bus.send(can.Message(is_error_frame=True, arbitration_id=0, data=b""))
         clock.advance(0.02)
     clock.hold(
         lambda: dut.value("bms_state") == "ClosedDrive" and plant.contactors.closed,

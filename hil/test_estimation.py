@@ -148,3 +148,29 @@ def test_pack_voltage_and_current_within_sensor_accuracy(dut, vcu, plant, clock,
             worst_i = max(worst_i, abs(i_rep - i_true))
     figures["worst voltage error"] = f"{worst_v:.2f} V"
     figures["worst current error"] = f"{worst_i:.2f} A"
+
+
+@pytest.mark.requirement(
+    "EST-4",
+    "A cell group with an internal short (10 mOhm) is reported as the lowest cell group "
+    "within 2 s, and the temperature sensor on it as the hottest within 60 s.",
+)
+def test_reports_point_to_a_cell_with_an_internal_short(dut, faults, plant, clock, figures):
+    group = 77
+    sensor = int(np.flatnonzero(plant.sensors.temp_sensor_cells // plant.n_parallel == group)[0])
+    dut.power_up()
+    faults.internal_short(plant.cell_index(group), 0.01)
+    took = clock.wait_for(
+        lambda: dut.value("min_cell_group") == group + 1,
+        2.0,
+        f"group {group + 1} (1-based) reported as the lowest",
+        show=("min_cell_group", "min_cell_voltage_v"),
+    )
+    figures["lowest group"] = f"after {took:.1f} s"
+    took = clock.wait_for(
+        lambda: dut.value("max_temp_sensor") == sensor + 1,
+        60.0,
+        f"sensor {sensor + 1} (1-based) reported as the hottest",
+        show=("max_temp_sensor", "max_temp_c"),
+    )
+    figures["hottest sensor"] = f"after {took:.1f} s, {dut.value('max_temp_c'):.1f} degC"
