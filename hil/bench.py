@@ -538,7 +538,7 @@ class Recorder:
                 100.0 * float(soc.mean()),
                 100.0 * float(soc.min()),
                 100.0 * float(soc.max()),
-                num("soc_display_perc"),
+                num("soc_mean_perc"),
                 float(v.min()),
                 float(v.max()),
                 num("min_cell_voltage_v"),
