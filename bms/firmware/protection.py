@@ -116,7 +116,7 @@ class Protections:
         self._scratch = np.empty(n_groups)
         self._levels = np.zeros(len(self._names), dtype=np.int64)
         self._over_limit_s = {"charge_overcurrent": 0.0, "discharge_overcurrent": 0.0}
-        self._excess = {"charge_overcurrent": 0, "discharge_overcurrent": 0}
+        self._index = {name: k for k, name in enumerate(self._names)}
         self.status = ProtectionStatus()
 
     def update(self, m: Measurement, dt_s: float, since_command_s: float) -> ProtectionStatus:
@@ -180,9 +180,7 @@ class Protections:
                 level = 3
             elif over and held >= cfg.limit_warning_s - 1e-9:
                 level = 1
-            self._excess[name] = level
-            k = self._names.index(name)
-            combined = max(int(self._levels[k]), level)
+            combined = max(int(self._levels[self._index[name]]), level)
             st.levels[name] = combined
             if combined == 3:
                 st.latched.add(name)

@@ -415,7 +415,8 @@ class Emulator:
         if sch.realtime:
             # each frame at the time the interface stamped it (on the scheduler's time
             # axis), not when this loop got to it: frames that wait behind a task keep
-            # their own times, no later than now and in order
+            # their own times, no later than now and in order. A stamp more than 1 s off
+            # is on another clock (some adapters count from their own start): now
             speed = sch.speed or 1.0
             pc = time.perf_counter()
             now_t = max((pc - sch._wall0) * speed, sch.now_s)
@@ -425,6 +426,8 @@ class Emulator:
                 if msg is not None:
                     ts = msg.timestamp
                     t = (ts - epoch) * speed if ts else now_t
+                    if not now_t - speed <= t <= now_t + 0.01:
+                        t = now_t
                     t = min(max(t, self._rx_t_last), now_t)
                     self._rx_t_last = t
                     self.link.receive(t, msg)

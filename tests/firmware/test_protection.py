@@ -420,3 +420,61 @@ def test_a_measurement_of_another_pack_size_is_refused() -> None:
     prot = Protections(ProtectionConfig(), 8, 4)
     with pytest.raises(ValueError, match="8 groups and 4 temperature sensors got 9 cell"):
         prot.update(meas(n=9), PERIOD, 0.0)
+
+
+def _run_limits(p: Protections, current_a: float, seconds: float, limits=(100.0, 200.0)):
+    """``seconds`` of 10 ms periods at ``current_a`` against (charge, discharge) limits;
+    the time of the first warning and of the first fault (None when not seen)."""
+    first: dict[int, float] = {}
+    m = meas(np.full(4, 3.3), np.full(2, 25.0), current=current_a)
+    for k in range(round(seconds / 0.01)):
+        p.update(m, 0.01, 0.0)
+        st = p.check_limits(current_a, limits[0], limits[1], 0.01)
+        for level in (1, 3):
+            if (
+                st.levels["discharge_overcurrent" if current_a > 0 else "charge_overcurrent"]
+                >= level
+            ):
+                first.setdefault(level, (k + 1) * 0.01)
+    return first.get(1), first.get(3)
+
+
+def test_a_draw_above_the_published_limit_warns_then_faults_and_latches() -> None:
+    cfg = ProtectionConfig()
+    p = Protections(cfg, 4, 2)
+    warn, fault = _run_limits(p, 250.0, 12.0)  # 50 A over a 200 A discharge limit
+    assert warn == pytest.approx(cfg.limit_warning_s, abs=0.011)
+    assert fault == pytest.approx(cfg.limit_fault_s, abs=0.011)
+    assert "discharge_overcurrent" in p.status.latched
+    _run_limits(p, 0.0, 0.5)  # the draw stops: the level drops, the fault stays latched
+    assert p.status.levels["discharge_overcurrent"] == 0
+    assert p.status.fault
+    assert p.reset() and not p.status.fault
+
+
+def test_a_draw_within_the_margin_or_a_short_excursion_is_not_flagged() -> None:
+    cfg = ProtectionConfig()
+    p = Protections(cfg, 4, 2)
+    margin = max(cfg.limit_margin_a, cfg.limit_margin_rel * 100.0)
+    assert _run_limits(p, -(100.0 + 0.9 * margin), 15.0) == (None, None)  # charge, in margin
+    # over the limit for less than the warning time, again and again: the timer restarts
+    for _ in range(5):
+        assert _run_limits(p, -150.0, 0.8 * cfg.limit_warning_s) == (None, None)
+        _run_limits(p, 0.0, 0.05)
+    assert not p.status.latched
+
+
+def test_the_level_shown_is_the_higher_of_the_fixed_and_the_published_limit() -> None:
+    cfg = ProtectionConfig()
+    # 450 A against a 200 A limit: the fixed check would warn after 5 s (400 A) and never
+    # fault; the published limit warns after 2 s and faults after 10 s
+    p = Protections(cfg, 4, 2)
+    warn, fault = _run_limits(p, 450.0, 11.0)
+    assert cfg.discharge_overcurrent.warning < 450.0 < cfg.discharge_overcurrent.fault
+    assert warn == pytest.approx(cfg.limit_warning_s, abs=0.011)
+    assert fault == pytest.approx(cfg.limit_fault_s, abs=0.011)
+    # 600 A within the margin of a 590 A limit: only the fixed check, its alarm (560 A)
+    p = Protections(cfg, 4, 2)
+    warn, fault = _run_limits(p, 600.0, 6.0, limits=(590.0, 590.0))
+    assert fault is None
+    assert p.status.levels["discharge_overcurrent"] == 2
