@@ -422,6 +422,7 @@ class CanLink:
             timestamp=self.timestamp(t_s),
             arbitration_id=bm.codec.frame_id,
             is_extended_id=bm.codec.is_extended,
+            is_rx=False,  # sent here: "Tx" in a log
             data=data,
             check=False,
         )
