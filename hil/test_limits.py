@@ -7,14 +7,24 @@ import pytest
 from hil import spec
 
 NOMINAL = (25.0, 0.5)  # temperature, SOC
+# a limit over SOC follows the device's own SOC, which a device that outlives the test
+# keeps from before (it does not know the bench swapped the pack): on such a device these
+# cases need its stored SOC set to the pack's by hand, as the SOC tests do
+_SOC_OF_THE_DEVICE = pytest.mark.emulated_only(
+    "the limit follows the device's own SOC: set it to the pack's by hand and run alone"
+)
 DERATING = [
     # case, temperature, SOC, limit that must derate, at most this fraction of nominal
     ("cold", -5.0, 0.5, "charge_current_limit_a", 0.25),
     ("cold", -15.0, 0.5, "discharge_current_limit_a", 0.6),
     ("hot", 52.0, 0.5, "charge_current_limit_a", 0.5),
     ("hot", 60.0, 0.5, "discharge_current_limit_a", 0.6),
-    ("nearly full", 25.0, 0.97, "charge_current_limit_a", 0.3),
-    ("nearly empty", 25.0, 0.04, "discharge_current_limit_a", 0.3),
+    pytest.param(
+        "nearly full", 25.0, 0.97, "charge_current_limit_a", 0.3, marks=_SOC_OF_THE_DEVICE
+    ),
+    pytest.param(
+        "nearly empty", 25.0, 0.04, "discharge_current_limit_a", 0.3, marks=_SOC_OF_THE_DEVICE
+    ),
 ]
 
 
@@ -40,6 +50,7 @@ def _nominal(limit: str) -> float:
     f"{spec.NOMINAL_LIMIT_FRACTION:.0%} of {spec.CHARGE_LIMIT_NOMINAL_A:g} A and "
     f"{spec.DISCHARGE_LIMIT_NOMINAL_A:g} A.",
 )
+@_SOC_OF_THE_DEVICE
 def test_current_limits_nominal(bench, figures) -> None:
     charge, discharge = _limits(bench, *NOMINAL)
     figures["charge"] = f"{charge:.1f} A"
@@ -50,7 +61,12 @@ def test_current_limits_nominal(bench, figures) -> None:
 
 
 @pytest.mark.parametrize(
-    "case,temp_c,soc,limit,fraction", DERATING, ids=[f"{c[0]}-{c[3][:6]}" for c in DERATING]
+    "case,temp_c,soc,limit,fraction",
+    DERATING,
+    ids=[
+        f"{c.values[0]}-{c.values[3][:6]}" if hasattr(c, "values") else f"{c[0]}-{c[3][:6]}"
+        for c in DERATING
+    ],
 )
 def test_current_limit_derates(case, temp_c, soc, limit, fraction, bench, figures, request) -> None:
     request.node.add_marker(

@@ -132,40 +132,31 @@ def test_hil_suite_runs_against_an_external_device_behind_an_slcan_adapter(tmp_p
     assert len(outcomes) == 4 and set(outcomes.values()) == {"passed"}, res
 
 
+SILENT = ("-m", "bms.cli.main", "adapter", "--interface", "virtual", "--channel", "nobody-home")
+GARBAGE = (str(Path(__file__).with_name("garbage_device.py")),)
+
+
 @pytest.mark.slow
-def test_silent_device_fails_clearly_and_nothing_hangs(tmp_path) -> None:
-    adapter, tty = _spawn(
-        [sys.executable, "-m", "bms.cli.main", "adapter", "--interface", "virtual",
-         "--channel", "nobody-home"]
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    "device, says",
+    [(SILENT, "sent no frame at all"), (GARBAGE, "failed their CRC or length check")],
+    ids=["silent", "garbage"],
+)
+def test_silent_or_garbage_device_fails_clearly_and_nothing_hangs(device, says, tmp_path):
+    """An adapter with nothing behind it, or a device sending random bytes on the BMS's
+    identifiers and on an unknown one: the power-up test fails, saying which, in time."""
+    dev, tty = _spawn([sys.executable, *device])
     try:
         rc, res, took = _hil(
             ["hil/test_state_machine.py::test_power_up_to_standby_with_contactors_open",
              "--dut", "external", "--can-interface", "slcan", "--can-channel", tty],
-            tmp_path / "silent",
-        )  # fmt: skip
-    finally:
-        _stop(adapter)
-    outcome, message = res["test_power_up_to_standby_with_contactors_open"]
-    assert rc == 1 and outcome == "failed"
-    assert "sent no frame at all" in message, message
-    assert took < 60.0
-
-
-@pytest.mark.slow
-def test_device_answering_garbage_fails_clearly(tmp_path) -> None:
-    dev, tty = _spawn([sys.executable, str(Path(__file__).with_name("garbage_device.py"))])
-    try:
-        rc, res, took = _hil(
-            ["hil/test_state_machine.py::test_power_up_to_standby_with_contactors_open",
-             "--dut", "external", "--can-interface", "slcan", "--can-channel", tty],
-            tmp_path / "garbage",
+            tmp_path / "run",
         )  # fmt: skip
     finally:
         _stop(dev)
     outcome, message = res["test_power_up_to_standby_with_contactors_open"]
     assert rc == 1 and outcome == "failed"
-    assert "failed their CRC or length check" in message, message
+    assert says in message, message
     assert took < 60.0
 
 
