@@ -32,12 +32,14 @@ from typing import Any
 import can
 import numpy as np
 
-from bms.canbus.binding import BoundMessage, Slot
+from bms.canbus.binding import BoundMessage, Slot, load_binding
 from bms.canbus.bus import BusSpec
-from bms.canbus.crc import CRC8
+from bms.canbus.link import frame_crc
 from bms.canbus.nodes import LEVEL_LABEL, PackNode, VcuNode
 from bms.canbus.vocab import BMS_STATES
 from bms.config import Config, load_config, preset
+from bms.errors import BmsError, ConfigError
+from bms.plant.pack import Pack
 from bms.sim.emulator import Emulator
 from bms.sim.mission import Mission, Phase
 
@@ -152,13 +154,7 @@ class TesterVcu(VcuNode):
         inp = self.inputs
         i = 0.0
         if inp.get("bms_state") in ("ClosedDrive", "ClosedCharge"):
-            i = want
-            if self.respect_limits:
-                dis = inp.get("discharge_current_limit_a", 0.0)
-                chg = inp.get("charge_current_limit_a", 0.0)
-                dis = dis if dis == dis else 0.0
-                chg = chg if chg == chg else 0.0
-                i = min(max(want, -chg), dis)
+            i = self.within_limits(want) if self.respect_limits else want
         if i != self.demand_a:
             self.demand_a = i
             if self.pack is not None:
@@ -177,6 +173,7 @@ class MessageRecord:
     frames: int = 0
     bad_crc: int = 0
     bad_dlc: int = 0
+    decode_errors: int = 0
     counter_errors: int = 0
     last_counter: int = -1
     last: dict[int, bytes] = field(default_factory=dict)  # page (or 0) -> last valid bytes
@@ -251,18 +248,20 @@ class Monitor:
         if len(data) != codec.length:
             rec.bad_dlc += 1
             return
-        if bm.crc_byte >= 0:
-            body = data[: bm.crc_byte] + data[bm.crc_byte + 1 :]
-            if CRC8[bm.crc_algorithm][0](body) != data[bm.crc_byte]:
-                rec.bad_crc += 1
-                return
+        if bm.crc_byte >= 0 and frame_crc(bm, data) != data[bm.crc_byte]:
+            rec.bad_crc += 1
+            return
         key = bm.page_signal or codec.multiplexer
         if bm.counter is None and not key:
             rec.last[0] = data
             rec.last_t = t_s
             rec.decoded.pop(0, None)
             return
-        values = codec.decode(data)
+        try:
+            values = codec.decode(data)
+        except (ValueError, KeyError):
+            rec.decode_errors += 1  # counted and shown as a bad frame, never raised
+            return
         if bm.counter is not None:
             c = int(values[bm.counter])
             if rec.last_counter >= 0 and c != (rec.last_counter + 1) % bm.counter_mod:
@@ -281,7 +280,12 @@ class Monitor:
             data = rec.last.get(page)
             if data is None:
                 return None
-            v = rec.decoded[page] = rec.bm.codec.decode(data)
+            try:
+                v = rec.decoded[page] = rec.bm.codec.decode(data)
+            except (ValueError, KeyError):
+                rec.decode_errors += 1
+                rec.last.pop(page)
+                return None
         return v
 
     def value(self, name: str, default: Any = None) -> Any:
@@ -470,8 +474,7 @@ class Faults:
                 values[bm.crc] = 0
             data = bytearray(bm.codec.encode(values))
             if bm.crc_byte >= 0:
-                body = data[: bm.crc_byte] + data[bm.crc_byte + 1 :]
-                data[bm.crc_byte] = CRC8[bm.crc_algorithm][0](bytes(body))
+                data[bm.crc_byte] = frame_crc(bm, data)
         elif what == "dlc":
             data = data[:-1]
         delay = rule.get("delay")
@@ -715,16 +718,16 @@ class Bench:
                 parts.append(f"{name}={mon.value(name)!r}")
             except KeyError:
                 parts.append(f"{name}=(not in the binding)")
-        bad = sum(r.bad_crc + r.bad_dlc for r in mon.records.values())
+        bad = sum(r.bad_crc + r.bad_dlc + r.decode_errors for r in mon.records.values())
         good = sum(r.frames for r in mon.records.values()) - bad
         if bad and good <= 0:
             return (
                 f"{what}: not within {timeout_s:g} s; all {bad} frames of the device on its "
-                "identifiers failed their CRC or length check (wrong DBC, CRC algorithm "
-                "or a broken device?)"
+                "identifiers failed their CRC or length check or did not decode (wrong DBC, "
+                "CRC algorithm or a broken device?)"
             )
         if bad:
-            parts.append(f"{bad} of its frames failed their CRC or length check")
+            parts.append(f"{bad} of its frames failed their CRC or length check or did not decode")
         raised = [
             f"{name}={mon.value(name)}"
             for name in mon.by_value
@@ -834,6 +837,23 @@ class Bench:
         if not self.emulated:
             self.leave_safe()
         self.emu.close()
+
+
+def check_setup(setup: HilSetup) -> None:
+    """Raise the configuration's or the binding's error (a ConfigError naming the option)
+    before any bench runs."""
+    try:
+        cfg = setup.pack_config()
+    except BmsError as exc:
+        raise ConfigError(f"--hil-config: {exc}") from None
+    pack = Pack(cfg)
+    n_s = cfg.pack.series
+    sizes = {"cell_voltage_v": n_s, "temp_c": pack.sensors.n_temp_sensors, "bleed": n_s}
+    roles = ("pack", "vcu", "charger") + ((DUT_ROLE,) if setup.dut == "emulated" else ())
+    try:
+        load_binding(setup.binding, sizes, roles, setup.dbc)
+    except BmsError as exc:
+        raise ConfigError(f"--binding/--dbc: {exc}") from None
 
 
 def _message_carrying(emu: Emulator, value: str) -> str:

@@ -37,7 +37,7 @@ import pytest
 
 from bms.cli.common import bus_kwargs
 from bms.errors import BmsError
-from hil.bench import DEFECTS, Bench, HilSetup, new_channel
+from hil.bench import DEFECTS, Bench, HilSetup, check_setup, new_channel
 from hil.helpers import Clock, Device, Trace
 
 OPTIONS = (
@@ -202,7 +202,15 @@ def _is_hil(item: pytest.Item) -> bool:
 
 @pytest.fixture(scope="session")
 def hil_setup(pytestconfig: pytest.Config) -> HilSetup:
-    return pytestconfig.stash[_SETUP]
+    """The setup, checked once before the first test: the pack configuration, and the
+    binding against the DBC files and the nodes the bench runs (one message, then stop,
+    rather than the same error in every test)."""
+    setup = pytestconfig.stash[_SETUP]
+    try:
+        check_setup(setup)
+    except BmsError as exc:
+        pytest.exit(f"HIL setup: {exc}", returncode=4)
+    return setup
 
 
 def _safe(nodeid: str) -> str:

@@ -189,6 +189,8 @@ def expect_counters_and_crc(dut: Device, message: str) -> int:
     problems = []
     if rec.bad_dlc:
         problems.append(f"{rec.bad_dlc} frames of the wrong length")
+    if rec.decode_errors:
+        problems.append(f"{rec.decode_errors} frames that did not decode")
     if bm.crc is not None and rec.bad_crc:
         problems.append(f"{rec.bad_crc} bad CRCs")
     if bm.counter is not None and rec.counter_errors:

@@ -40,7 +40,15 @@ import numpy as np
 from bms.canbus.binding import Binding, BoundMessage, Page, Slot
 from bms.canbus.crc import CRC8
 
-__all__ = ["CanLink", "LinkStats", "NodeIO", "dbc_range", "frame_bits", "matrix_load"]
+__all__ = [
+    "CanLink",
+    "LinkStats",
+    "NodeIO",
+    "dbc_range",
+    "frame_bits",
+    "frame_crc",
+    "matrix_load",
+]
 
 _log = logging.getLogger("bms.canbus")
 
@@ -227,6 +235,11 @@ def _batch_layout(bm: BoundMessage) -> _BatchLayout | None:
             return None  # elements of different scaling: frame by frame
     n = sum(len(pg.slots) for pg in bm.pages)
     return _BatchLayout(bm, [s.signal for s in first], first[0].factor, first[0].kind == "flag", n)
+
+
+def frame_crc(bm: BoundMessage, data: bytes | bytearray) -> int:
+    """The CRC a frame of ``bm`` must carry in its CRC byte (over every other byte)."""
+    return CRC8[bm.crc_algorithm][0](_without(data, bm.crc_byte))
 
 
 def _without(data: bytes | bytearray, i: int) -> bytes:

@@ -533,6 +533,16 @@ class VcuNode(Node):
         self.demand_a = 0.0
         self.limited_s = 0.0  # time the demand was cut to the BMS's limit
 
+    def within_limits(self, want_a: float) -> float:
+        """``want_a`` cut to the charge and discharge limits the BMS last sent (a limit
+        not received, or not a number, counts as 0 A)."""
+        inp = self.inputs
+        dis = inp.get("discharge_current_limit_a", 0.0)
+        chg = inp.get("charge_current_limit_a", 0.0)
+        dis = dis if dis == dis else 0.0
+        chg = chg if chg == chg else 0.0
+        return min(max(want_a, -chg), dis)
+
     def step(self, t_s: float, dt_s: float) -> None:
         """The VCU's own task: follow the mission, set the traction current."""
         inp = self.inputs
@@ -541,11 +551,7 @@ class VcuNode(Node):
         state = inp.get("bms_state")
         i = 0.0
         if state == "ClosedDrive":
-            dis = inp.get("discharge_current_limit_a", 0.0)
-            chg = inp.get("charge_current_limit_a", 0.0)
-            dis = dis if dis == dis else 0.0
-            chg = chg if chg == chg else 0.0
-            i = min(max(want, -chg), dis)
+            i = self.within_limits(want)
             if i != want:
                 self.limited_s += dt_s
         if i != self.demand_a:

@@ -13,8 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from bms.cli.common import add_config_options
-from bms.config import Config, load_config, preset
+from bms.cli.common import add_config_options, config_from
 from bms.plant import Pack
 from bms.sim import profiles
 from bms.sim.scenario import ScenarioResult, run_city_bus_day, run_profile
@@ -59,22 +58,8 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_plant)
 
 
-def _config(args: argparse.Namespace) -> Config:
-    if args.config:
-        cfg = load_config(args.config)
-    elif args.preset:
-        cfg = preset(args.preset)
-    else:
-        cfg = Config()
-    if args.seed is not None:
-        import dataclasses
-
-        cfg = dataclasses.replace(cfg, pack=dataclasses.replace(cfg.pack, seed=args.seed))
-    return cfg
-
-
 def run_plant(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = config_from(args)
     t0 = time.perf_counter()
     pack = Pack(cfg)
     pack.warm_up()

@@ -230,3 +230,27 @@ def test_hil_report_header_shows_the_setup(tmp_path) -> None:
     assert "device under test: external" in header
     assert "CAN: slcan /dev/ttyACM0 @ 250000 bit/s" in header
     assert "clock: real time x1" in header
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--hil-config", "no_such_pack"], "HIL setup: --hil-config: preset: unknown preset"),
+        (
+            ["--binding", str(ROOT / "tests" / "integration" / "garbage_device.py")],
+            "HIL setup: --binding/--dbc: ",
+        ),
+    ],
+    ids=["pack", "binding"],
+)
+def test_bad_pack_or_binding_stops_before_the_first_test(args, says, tmp_path) -> None:
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("BMS_HIL_")}
+    test = "hil/test_state_machine.py::test_power_up_to_standby_with_contactors_open"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", test,
+         "--hil-report", str(tmp_path), *args],
+        cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out
+    assert says in out, out

@@ -128,3 +128,19 @@ def test_expect_period_sees_a_doubled_period_and_a_silent_message() -> None:
             expect_period(dut, "BMS_Limits", 0.1)
     finally:
         b.close_bench()
+
+
+def test_a_frame_that_does_not_decode_is_counted_not_raised(bench, monkeypatch) -> None:
+    bench.power_up()
+    codec = bench.emu.binding.messages["BMS_State"].codec
+
+    def broken(data):
+        raise ValueError("bad bits")
+
+    monkeypatch.setattr(codec, "decode", broken)  # every receiver of BMS_State sees it
+    bench.advance(1.0)  # the bench and the device run on
+    rec = bench.monitor.record("BMS_State")
+    assert rec.decode_errors == 10
+    assert bench.emu.link.stats.errors["decode_error"] >= 10  # the VCU's own receive check
+    with pytest.raises(AssertionError, match="10 frames that did not decode"):
+        expect_counters_and_crc(Device(bench), "BMS_State")
