@@ -57,7 +57,7 @@ import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -72,7 +72,7 @@ from cantools.database.namedsignalvalue import NamedSignalValue
 
 from bms.errors import ConfigError
 
-__all__ = ["MessageCodec"]
+__all__ = ["BitLayout", "MessageCodec"]
 
 Number: TypeAlias = int | float
 SignalValue: TypeAlias = int | float | str
@@ -299,6 +299,24 @@ def _build_sig(sig: Signal, index: int, message: Message) -> _Sig:
 # and returns the encoder (or decoder) as a closure. Pages that differ only in their
 # signal names (pages of cell voltages) share one factory, and so do messages with
 # the same layout, so a DBC compiles each distinct layout once.
+
+class BitLayout(NamedTuple):
+    """Where an integer signal's bits sit in a frame of at most 8 bytes read as one 64-bit
+    word, and how its raw value scales: for kernels that pack frames themselves. The word
+    is the frame padded with zeros to 8 bytes, read little-endian (``big`` False) or
+    big-endian (``big`` True); the signal's LSB is at bit ``shift`` of it."""
+
+    big: bool
+    shift: int
+    length: int
+    signed: bool
+    scale: float
+    offset: float
+    raw_lo: int  # the raw bit range
+    raw_hi: int
+    nan_raw: int  # what NaN encodes as (the DBC minimum, else 0)
+    initial_raw: int  # what a signal without a value encodes as
+
 
 _HELPERS = "_sat, _choice, _fbits, _fphys, _fraw, _extra, _badlen, _badmux"
 _FACTORIES: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -937,6 +955,25 @@ class MessageCodec:
     def to_phys(self, name: str, raw: Number) -> Any:
         """Raw -> physical value, as cantools decodes it."""
         return self._spec(name).phys(raw)
+
+    def bit_layout(self, name: str) -> BitLayout | None:
+        """The bit layout of signal ``name`` for frames of at most 8 bytes; None for an IEEE
+        float signal, a signal of 64 bits or one whose bits do not fit the frame."""
+        s = self._spec(name)
+        if s.is_float or not s.fits or s.length >= 64 or self.length > 8:
+            return None
+        return BitLayout(
+            s.big,
+            s.shift8,
+            s.length,
+            s.signed,
+            float(s.scale),
+            float(s.offset),
+            int(s.lo),
+            int(s.hi),
+            int(s.nan_raw),
+            int(s.initial_raw),
+        )
 
     def choices(self, name: str) -> dict[int, str]:
         """The value table of a signal (raw -> name); empty without one."""

@@ -39,6 +39,7 @@ import numpy as np
 
 from bms.canbus.binding import Binding, BoundMessage, Page, Slot
 from bms.canbus.crc import CRC8
+from bms.canbus.pages import PagedArray
 
 __all__ = [
     "CanLink",
@@ -137,7 +138,7 @@ class _Tx:
                     if s.kind == "flag":
                         raw = 0  # a switch that does not exist stays off
                     self.fill[s.signal] = codec.to_phys(s.signal, raw)
-        self.batch = _batch_layout(bm)
+        self.batch = PagedArray.of(bm, _element_range(bm))
         # elements past the end of the array (the last page): "not available"
         self.extra: dict[int, dict[str, float]] = {}
         if bm.array is not None and bm.page_signal is not None:
@@ -179,62 +180,13 @@ def codec_signal(bm: BoundMessage, name: str) -> Any:
     return bm.codec.message.get_signal_by_name(name)
 
 
-class _BatchLayout:
-    """An array in pages of one layout (page p carries elements p*k .. p*k+k-1): encoded
-    and decoded for all pages at once (numpy), frame bytes identical to one by one."""
-
-    def __init__(self, bm: BoundMessage, elements: list[str], factor: float, flags: bool, n: int):
-        self.elements = elements
-        self.factor = factor
-        self.flags = flags
-        self.n = n  # elements of the array
-        self.n_pages = n_pages = len(bm.pages)
-        k = len(elements)
-        self.ks = np.arange(k)
-        self.pages = np.arange(n_pages)
-        self.grid = np.zeros((n_pages, k))
-        self.phys = np.zeros((n_pages, k))
-        self.counter = np.zeros(n_pages, dtype=np.int64)
-        fill = []
-        for sig_name in elements:
-            sig = bm.codec.message.get_signal_by_name(sig_name)
-            raw = (1 << (sig.length - 1)) - 1 if sig.is_signed else (1 << sig.length) - 1
-            fill.append(bm.codec.to_phys(sig_name, raw))  # "not available": every bit set
-        self.fill_row = np.broadcast_to(np.array(fill, dtype=float), (n_pages, k))
-        self.columns: dict[str, Any] = {bm.page_signal or "": self.pages}
-        for j, sig_name in enumerate(elements):
-            self.columns[sig_name] = self.phys[:, j]
-        if bm.crc is not None:
-            self.columns[bm.crc] = 0
-        self.range = dbc_range(bm.codec.message.get_signal_by_name(elements[0]))
-
-
-def _batch_layout(bm: BoundMessage) -> _BatchLayout | None:
-    if bm.array is None or bm.page_signal is None or bm.codec.length > 8:
+def _element_range(bm: BoundMessage) -> tuple[float, float] | None:
+    if bm.array is None or not bm.pages or not bm.pages[0].slots:
         return None
-    first = bm.pages[0].slots
-    k = bm.per_page
-    if len(first) != k or any(s.index != i for i, s in enumerate(first)):
-        return None  # scalars on a page, or an unusual layout: frame by frame
-    for p, page in enumerate(bm.pages):
-        for i, s in enumerate(page.slots):
-            if s.index != p * k + i or s.signal != first[i].signal:
-                return None
-    sig0 = bm.codec.message.get_signal_by_name(first[0].signal)
-    for s in first[1:]:
-        sig = bm.codec.message.get_signal_by_name(s.signal)
-        same = (sig.length, sig.scale, sig.offset, sig.is_signed, sig.minimum, sig.maximum)
-        if same != (
-            sig0.length,
-            sig0.scale,
-            sig0.offset,
-            sig0.is_signed,
-            sig0.minimum,
-            sig0.maximum,
-        ):
-            return None  # elements of different scaling: frame by frame
-    n = sum(len(pg.slots) for pg in bm.pages)
-    return _BatchLayout(bm, [s.signal for s in first], first[0].factor, first[0].kind == "flag", n)
+    return dbc_range(codec_signal(bm, bm.pages[0].slots[0].signal))
+
+
+_NOWHERE = np.zeros(0)  # a receiver without the array: the checks still run
 
 
 def frame_crc(bm: BoundMessage, data: bytes | bytearray) -> int:
@@ -361,54 +313,38 @@ class CanLink:
         return data
 
     def _send_batch(self, t_s: float, tx: _Tx, out: dict[str, Any]) -> int:
-        bm, lay = tx.bm, tx.batch
-        assert lay is not None
-        grid = lay.grid  # (pages, k), reused
-        flat = grid.reshape(-1)
-        flat[:] = math.nan
-        arr = out.get(bm.array or "")
-        if arr is not None:
-            m = min(len(arr), lay.n)
-            flat[:m] = arr[:m]
-        if lay.flags:
-            np.greater(grid, 0.5, out=lay.phys)  # NaN compares False: off
-        else:
-            np.multiply(grid, lay.factor, out=lay.phys)
-            nan = np.isnan(lay.phys)
-            if nan.any():
-                np.copyto(lay.phys, lay.fill_row, where=nan)
-        columns = lay.columns
+        bm, pages = tx.bm, tx.batch
+        assert pages is not None
+        data, clamped = pages.encode(out.get(bm.array or ""), tx.count)
+        tx.codec.saturated += clamped
+        n = pages.n_pages
         if bm.counter is not None:
-            np.add(lay.pages, tx.count, out=lay.counter)
-            np.remainder(lay.counter, bm.counter_mod, out=lay.counter)
-            columns[bm.counter] = lay.counter
-            tx.count = (tx.count + lay.n_pages) % bm.counter_mod
-        data = tx.codec.encode_batch(columns)
+            tx.count = (tx.count + n) % bm.counter_mod
         if bm.crc_byte >= 0:
             data[:, bm.crc_byte] = tx.crc_batch(data, skip=bm.crc_byte)
         stats = self.stats
-        stats.frames_tx += lay.n_pages
-        stats.bits_tx += tx.bits * lay.n_pages
+        stats.frames_tx += n
+        stats.bits_tx += tx.bits * n
         if self.taps:
             raw_all = data.tobytes()
             w = data.shape[1]
             fid, ext = bm.codec.frame_id, bm.codec.is_extended
-            for i in range(lay.n_pages):
+            for i in range(n):
                 for tap in self.taps:
                     tap(t_s, bm, fid, ext, raw_all[i * w : (i + 1) * w])
         for role in bm.receivers:
             node = self.nodes.get(role)
             if node is not None:
-                stats.frames_local += lay.n_pages
+                stats.frames_local += n
                 self._deliver_batch(t_s, self._rx[bm.key], node, data)
         if not self.bus_ok:
-            stats.frames_unsent += lay.n_pages
+            stats.frames_unsent += n
         if (self.bus is not None and self.bus_ok) or self.writer is not None:
-            raw = data.tobytes()
+            raw = bytearray(data.tobytes())
             w = data.shape[1]
-            for i in range(lay.n_pages):
+            for i in range(n):
                 self._put(t_s, tx, raw[i * w : (i + 1) * w])
-        return lay.n_pages
+        return n
 
     def _emit(self, t_s: float, tx: _Tx, data: bytearray) -> None:
         bm = tx.bm
@@ -557,61 +493,36 @@ class CanLink:
         """Every page of an array message at once, with the checks of frame by frame."""
         bm = rx.bm
         codec = bm.codec
-        lay = self._tx[bm.name].batch
-        assert lay is not None
+        pages = self._tx[bm.name].batch
+        assert pages is not None
         if bm.crc_byte >= 0:
-            bad = CRC8[bm.crc_algorithm][1](data, skip=bm.crc_byte) != data[:, bm.crc_byte]
-            if bad.any():
-                for _ in range(int(bad.sum())):
-                    self._count("bad_crc", codec.frame_id, f"{bm.name}: CRC mismatch", t_s)
-                data = data[~bad]
-        if not len(data):
-            return
-        cols = codec.decode_batch(data)
-        keep = None
-        c: np.ndarray | None = None
-        if bm.counter is not None:
-            c = cols[bm.counter].astype(np.int64)
-            last = rx.last_counter.get(node.name, -1)
-            expected = (last + 1 + lay.pages[: len(c)]) % bm.counter_mod
-            if last >= 0 and np.array_equal(c, expected):  # the usual case: in sequence
-                rx.last_counter[node.name] = int(c[-1])
-                c = None
-        if bm.counter is not None and c is not None:
-            last = rx.last_counter.get(node.name, -1)
-            prev = np.concatenate(([last], c[:-1]))
-            step = (c - prev) % bm.counter_mod
-            checked = prev >= 0
-            repeat = checked & (step == 0)
-            jump = checked & (step != 1) & ~repeat
-            if jump.any():
-                for _ in range(int(jump.sum())):
-                    self._count("counter_jump", codec.frame_id, f"{bm.name}: frames lost", t_s)
-            rx.last_counter[node.name] = int(c[-1])
-            if repeat.any():
-                for _ in range(int(repeat.sum())):
-                    self._count("counter_repeat", codec.frame_id, f"{bm.name}: repeated", t_s)
-                keep = ~repeat
+            ok = CRC8[bm.crc_algorithm][1](data, skip=bm.crc_byte) == data[:, bm.crc_byte]
+            n_bad = len(ok) - int(np.count_nonzero(ok))
+            if n_bad:
+                self._count("bad_crc", codec.frame_id, f"{bm.name}: CRC mismatch", t_s, n_bad)
+        else:
+            ok = np.ones(len(data), dtype=bool)
         arr = node.arrays.get(bm.array or "")
         if arr is None:
-            return
-        vals = np.column_stack([cols[sig] for sig in lay.elements])  # (rows, k)
-        idx = cols[bm.page_signal or ""].astype(np.int64)[:, None] * len(lay.elements) + lay.ks
-        ok = (idx >= 0) & (idx < min(arr.size, lay.n))
-        if keep is not None:
-            ok &= keep[:, None]
-        v = vals[ok]
-        if lay.range is not None:
-            lo, hi = lay.range
-            bad_v = ~((v >= lo) & (v <= hi))
-            if bad_v.any():
-                self._count("out_of_range", codec.frame_id, f"{bm.name}: {int(bad_v.sum())}", t_s)
-                v = np.where(bad_v, np.nan, v)
-        at = idx[ok]
-        arr[at] = (v != 0) if lay.flags else v / lay.factor
-        node.array_time[bm.array or ""][at] = t_s
-        node.rx_time[bm.name] = t_s
-        node.on_message(t_s, bm.name)
+            arr = _NOWHERE
+            times = _NOWHERE
+        else:
+            times = node.array_time[bm.array or ""]
+        got = pages.decode(data, ok, rx.last_counter.get(node.name, -1), arr, times, t_s)
+        if bm.counter is not None and got.last_counter >= 0:
+            rx.last_counter[node.name] = got.last_counter
+        fid = codec.frame_id
+        if got.counter_jump:
+            self._count("counter_jump", fid, f"{bm.name}: frames lost", t_s, got.counter_jump)
+        if got.counter_repeat:
+            self._count("counter_repeat", fid, f"{bm.name}: repeated", t_s, got.counter_repeat)
+        if got.out_of_range:
+            self._count(
+                "out_of_range", fid, f"{bm.name}: {got.out_of_range} values", t_s, got.out_of_range
+            )
+        if got.stored and arr is not _NOWHERE:
+            node.rx_time[bm.name] = t_s
+            node.on_message(t_s, bm.name)
 
     def _store(
         self, inputs: dict[str, Any], s: Slot, v: float, fid: int, name: str, t_s: float
@@ -630,16 +541,17 @@ class CanLink:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _count(self, kind: str, frame_id: int, text: str, t_s: float) -> None:
-        self.stats.errors[kind] += 1
+    def _count(self, kind: str, frame_id: int, text: str, t_s: float, n: int = 1) -> None:
+        self.stats.errors[kind] += n
         key = (kind, frame_id)
         now = time.monotonic()
         if key not in self._logged:
             self._logged.add(key)
             self._last_log.setdefault(kind, now)
             _log.warning("t=%.3f s id 0x%X: %s: %s", t_s, frame_id, kind.replace("_", " "), text)
+            self._since_log[kind] += n - 1
             return
-        self._since_log[kind] += 1
+        self._since_log[kind] += n
         if now - self._last_log.get(kind, 0.0) >= self._log_interval_s:
             _log.warning(
                 "%s: %d more since the last report (last: id 0x%X, %s)",

@@ -320,8 +320,10 @@ def test_pages_delivered_at_once_are_checked_like_single_frames() -> None:
         tx = link._tx["CMU_CellVoltages"]
         rx = link._rx[tx.bm.key]
         bms = emu.nodes["bms"]
-        cols = dict(tx.batch.columns)
+        bm = tx.bm
         n_pages = tx.batch.n_pages
+        cols = {bm.page_signal: np.arange(n_pages), bm.crc: 0}
+        cols.update({s.signal: np.full(n_pages, 3.3) for s in bm.pages[0].slots})
         last = rx.last_counter["bms"]
         counters = (last + 1 + np.arange(n_pages)) % 16
         counters[10] = counters[9]  # page 10 repeats the counter of page 9: stale, dropped
