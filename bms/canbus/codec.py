@@ -292,14 +292,6 @@ def _build_sig(sig: Signal, index: int, message: Message) -> _Sig:
     return proto
 
 
-# -- code generation ---------------------------------------------------------------
-#
-# For each page layout the codec compiles a *factory*: a function that takes the
-# page's signal names, indices, initial bit patterns and the codec's helper methods
-# and returns the encoder (or decoder) as a closure. Pages that differ only in their
-# signal names (pages of cell voltages) share one factory, and so do messages with
-# the same layout, so a DBC compiles each distinct layout once.
-
 class BitLayout(NamedTuple):
     """Where an integer signal's bits sit in a frame of at most 8 bytes read as one 64-bit
     word, and how its raw value scales: for kernels that pack frames themselves. The word
@@ -316,6 +308,15 @@ class BitLayout(NamedTuple):
     raw_hi: int
     nan_raw: int  # what NaN encodes as (the DBC minimum, else 0)
     initial_raw: int  # what a signal without a value encodes as
+
+
+# -- code generation ---------------------------------------------------------------
+#
+# For each page layout the codec compiles a *factory*: a function that takes the
+# page's signal names, indices, initial bit patterns and the codec's helper methods
+# and returns the encoder (or decoder) as a closure. Pages that differ only in their
+# signal names (pages of cell voltages) share one factory, and so do messages with
+# the same layout, so a DBC compiles each distinct layout once.
 
 
 _HELPERS = "_sat, _choice, _fbits, _fphys, _fraw, _extra, _badlen, _badmux"

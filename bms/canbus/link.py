@@ -27,7 +27,6 @@ per kind every ``log_interval_s`` with the count since).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,9 +36,10 @@ from typing import Any, Protocol
 import can
 import numpy as np
 
-from bms.canbus.binding import Binding, BoundMessage, Page, Slot
+from bms.canbus.binding import Binding, BoundMessage, Page
 from bms.canbus.crc import CRC8
 from bms.canbus.pages import PagedArray
+from bms.canbus.programs import Encoder, Receiver, receive_program, send_program
 
 __all__ = [
     "CanLink",
@@ -120,7 +120,9 @@ class _Tx:
         crc = CRC8[bm.crc_algorithm]
         self.crc_fn, self.crc_batch = crc
         self.bits = frame_bits(bm.codec.length, bm.codec.is_extended)
-        self.next_page = 0
+        self.fid, self.ext = bm.codec.frame_id, bm.codec.is_extended
+        self.key = bm.key
+        self.deliver: Receiver = _no_receiver  # the receive program of this message
         codec = bm.codec
         self.enum_phys: dict[str, dict[str, float]] = {}
         for page in bm.pages:
@@ -148,6 +150,7 @@ class _Tx:
                 missing = {n: self.fill[n] for n in names if n not in have}
                 if missing:
                     self.extra[id(page)] = missing
+        self.programs: list[Encoder] = [send_program(self, page) for page in bm.pages]
 
 
 def dbc_range(sig: Any) -> tuple[float, float] | None:
@@ -186,6 +189,10 @@ def _element_range(bm: BoundMessage) -> tuple[float, float] | None:
     return dbc_range(codec_signal(bm, bm.pages[0].slots[0].signal))
 
 
+def _no_receiver(t_s: float, data: bytes | bytearray, node: NodeIO) -> None:
+    raise AssertionError("the link compiles every receive program before the first frame")
+
+
 _NOWHERE = np.zeros(0)  # a receiver without the array: the checks still run
 
 
@@ -217,6 +224,7 @@ class _Rx:
         for p in bm.pages:
             self.page_of[p.fixed.get(key, 0) if key else 0] = p
         self.page_key = key
+        self.deliver: Receiver = _no_receiver  # compiled by the link (it counts the errors)
 
 
 class CanLink:
@@ -238,6 +246,10 @@ class CanLink:
         self.stats = LinkStats()
         self._tx = {name: _Tx(bm) for name, bm in binding.messages.items()}
         self._rx = {bm.key: _Rx(bm) for bm in binding.messages.values()}
+        for rx in self._rx.values():
+            rx.deliver = receive_program(self, rx)
+        for tx in self._tx.values():
+            tx.deliver = self._rx[tx.key].deliver
         self._local_tx = {bm.key for bm in binding.messages.values() if bm.sender in nodes}
         self._log_interval_s = log_interval_s
         self._logged: set[tuple[str, int]] = set()
@@ -263,15 +275,16 @@ class CanLink:
         node = self.nodes[bm.sender]
         if page is None and tx.batch is not None and name not in self.filtered:
             return self._send_batch(t_s, tx, node.outputs)
-        pages = bm.pages if page is None else (bm.pages[page],)
+        programs = tx.programs if page is None else (tx.programs[page],)
+        out = node.outputs
         n = 0
-        for pg in pages:
-            data = self._encode(tx, pg, node.outputs)
+        for encode in programs:
+            data = encode(out)
             if name in self.filtered and self.tx_filter is not None:
-                out = self.tx_filter(t_s, bm, data)
-                if out is None:
+                kept = self.tx_filter(t_s, bm, data)
+                if kept is None:
                     continue
-                data = bytearray(out)
+                data = bytearray(kept)
             self._emit(t_s, tx, data)
             n += 1
         return n
@@ -280,37 +293,6 @@ class CanLink:
         """Send ready-made bytes as message ``name`` (a frame held back by a tester's
         filter, or a deliberately corrupted one): to the local receivers and the bus."""
         self._emit(t_s, self._tx[name], bytearray(data))
-
-    def _encode(self, tx: _Tx, page: Page, out: dict[str, Any]) -> bytearray:
-        bm = tx.bm
-        values: dict[str, Any] = dict(page.fixed)
-        if tx.extra:
-            values.update(tx.extra.get(id(page), {}))
-        for s in page.slots:
-            if s.index >= 0:
-                arr = out.get(s.value)
-                x = float(arr[s.index]) if arr is not None and s.index < len(arr) else math.nan
-                if s.kind == "flag":
-                    values[s.signal] = 1 if x == x and x else 0
-                else:
-                    values[s.signal] = x * s.factor if x == x else tx.fill[s.signal]
-                continue
-            v = out.get(s.value)
-            if s.kind == "enum":
-                values[s.signal] = tx.enum_phys[s.signal].get(v, 0) if v is not None else 0
-            elif s.kind == "flag":
-                values[s.signal] = 1 if v else 0
-            elif s.kind == "count":
-                values[s.signal] = int(v) if v is not None else 0
-            else:
-                values[s.signal] = v * s.factor if v is not None else math.nan
-        if bm.counter is not None:
-            values[bm.counter] = tx.count
-            tx.count = (tx.count + 1) % bm.counter_mod
-        data = bytearray(tx.codec.encode(values))
-        if bm.crc_byte >= 0:
-            data[bm.crc_byte] = tx.crc_fn(_without(data, bm.crc_byte))
-        return data
 
     def _send_batch(self, t_s: float, tx: _Tx, out: dict[str, Any]) -> int:
         bm, pages = tx.bm, tx.batch
@@ -336,7 +318,7 @@ class CanLink:
             node = self.nodes.get(role)
             if node is not None:
                 stats.frames_local += n
-                self._deliver_batch(t_s, self._rx[bm.key], node, data)
+                self._deliver_batch(t_s, self._rx[tx.key], node, data)
         if not self.bus_ok:
             stats.frames_unsent += n
         if (self.bus is not None and self.bus_ok) or self.writer is not None:
@@ -347,39 +329,43 @@ class CanLink:
         return n
 
     def _emit(self, t_s: float, tx: _Tx, data: bytearray) -> None:
-        bm = tx.bm
-        self.stats.frames_tx += 1
-        self.stats.bits_tx += tx.bits
+        stats = self.stats
+        stats.frames_tx += 1
+        stats.bits_tx += tx.bits
         if self.taps:
             raw = bytes(data)
             for tap in self.taps:
-                tap(t_s, bm, bm.codec.frame_id, bm.codec.is_extended, raw)
-        for role in bm.receivers:
-            node = self.nodes.get(role)
+                tap(t_s, tx.bm, tx.fid, tx.ext, raw)
+        nodes = self.nodes
+        for role in tx.bm.receivers:
+            node = nodes.get(role)
             if node is not None:
-                self.stats.frames_local += 1
-                self._deliver(t_s, self._rx[bm.key], node, data)
-        if not self.bus_ok:
-            self.stats.frames_unsent += 1
-        if (self.bus is not None and self.bus_ok) or self.writer is not None:
-            self._put(t_s, tx, data)
+                stats.frames_local += 1
+                tx.deliver(t_s, data, node)
+        if self.bus_ok:
+            if self.bus is not None or self.writer is not None:
+                self._put(t_s, tx, data)
+        else:
+            stats.frames_unsent += 1
+            if self.writer is not None:
+                self._put(t_s, tx, data)
 
     def _put(self, t_s: float, tx: _Tx, data: bytes | bytearray) -> None:
         """Onto the python-can bus and into the log."""
-        bm = tx.bm
         msg = can.Message(
             timestamp=self.timestamp(t_s),
-            arbitration_id=bm.codec.frame_id,
-            is_extended_id=bm.codec.is_extended,
+            arbitration_id=tx.fid,
+            is_extended_id=tx.ext,
             is_rx=False,  # sent here: "Tx" in a log
             data=data,
             check=False,
         )
-        if self.bus is not None and self.bus_ok:
+        bus = self.bus
+        if bus is not None and self.bus_ok:
             try:
-                self.bus.send(msg, timeout=0.05)
+                bus.send(msg, timeout=0.05)
             except (can.CanError, OSError, ValueError) as exc:
-                self._count("send_error", bm.codec.frame_id, f"{bm.name}: {exc}", t_s)
+                self._count("send_error", tx.fid, f"{tx.bm.name}: {exc}", t_s)
                 if self.on_send_error is not None:
                     self.on_send_error(exc)
         if self.writer is not None:
@@ -432,62 +418,9 @@ class CanLink:
                 self._deliver(t_s, rx, node, bytes(msg.data))
 
     def _deliver(self, t_s: float, rx: _Rx, node: NodeIO, data: bytes | bytearray) -> None:
-        bm = rx.bm
-        codec = bm.codec
-        if len(data) != codec.length:
-            self._count(
-                "bad_dlc",
-                codec.frame_id,
-                f"{bm.name}: {len(data)} bytes, DBC says {codec.length}",
-                t_s,
-            )
-            return
-        if bm.crc_byte >= 0:
-            crc = rx.crc_fn(_without(data, bm.crc_byte))
-            if crc != data[bm.crc_byte]:
-                self._count("bad_crc", codec.frame_id, f"{bm.name}: CRC mismatch", t_s)
-                return
-        try:
-            values = codec.decode(data)
-        except (ValueError, KeyError) as exc:
-            self._count("decode_error", codec.frame_id, f"{bm.name}: {exc}", t_s)
-            return
-        if bm.counter is not None:
-            c = int(values[bm.counter])
-            last = rx.last_counter.get(node.name, -1)
-            if last >= 0 and c != (last + 1) % bm.counter_mod:
-                if c == last:
-                    self._count("counter_repeat", codec.frame_id, f"{bm.name}: repeated", t_s)
-                    return
-                self._count(
-                    "counter_jump", codec.frame_id, f"{bm.name}: {last} -> {c} (frames lost)", t_s
-                )
-            rx.last_counter[node.name] = c
-        key = rx.page_key
-        page = rx.page_of.get(int(values.get(key or "", 0))) if key else rx.page_of[0]
-        if page is None:
-            self._count(
-                "out_of_range", codec.frame_id, f"{bm.name}: page {values.get(key or '')}", t_s
-            )
-            return
-        ranges = rx.ranges
-        inputs = node.inputs
-        for s in page.slots:
-            v = values[s.signal]
-            if s.signal in ranges:
-                lo, hi = ranges[s.signal]
-                if not lo <= v <= hi:
-                    self._count("out_of_range", codec.frame_id, f"{bm.name}.{s.signal} = {v}", t_s)
-                    v = math.nan
-            if s.index >= 0:
-                arr = node.arrays.get(s.value)
-                if arr is not None and s.index < arr.size:
-                    arr[s.index] = (v != 0) if s.kind == "flag" else v / s.factor
-                    node.array_time[s.value][s.index] = t_s
-                continue
-            self._store(inputs, s, v, codec.frame_id, bm.name, t_s)
-        node.rx_time[bm.name] = t_s
-        node.on_message(t_s, bm.name)
+        """One frame into one receiving node, through every check (the compiled program
+        of :mod:`bms.canbus.programs`)."""
+        rx.deliver(t_s, data, node)
 
     def _deliver_batch(self, t_s: float, rx: _Rx, node: NodeIO, data: np.ndarray) -> None:
         """Every page of an array message at once, with the checks of frame by frame."""
@@ -523,21 +456,6 @@ class CanLink:
         if got.stored and arr is not _NOWHERE:
             node.rx_time[bm.name] = t_s
             node.on_message(t_s, bm.name)
-
-    def _store(
-        self, inputs: dict[str, Any], s: Slot, v: float, fid: int, name: str, t_s: float
-    ) -> None:
-        if s.kind == "enum":
-            label = s.to_label.get(int(v)) if v == v else None
-            if label is None:
-                self._count("out_of_range", fid, f"{name}.{s.signal} = {v}: not in the table", t_s)
-            inputs[s.value] = label
-        elif s.kind == "flag":
-            inputs[s.value] = bool(v)
-        elif s.kind == "count":
-            inputs[s.value] = int(v) if v == v else -1
-        else:
-            inputs[s.value] = v / s.factor
 
     # ------------------------------------------------------------------ bookkeeping
 
