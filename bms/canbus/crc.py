@@ -20,6 +20,7 @@ from bms.errors import ConfigError
 
 __all__ = [
     "CRC8",
+    "CRC8_TABLES",
     "Crc8Batch",
     "Crc8Scalar",
     "crc8",
@@ -124,6 +125,14 @@ class Crc8Batch(Protocol):
 CRC8: dict[str, tuple[Crc8Scalar, Crc8Batch]] = {
     "crc8_sae_j1850": (crc8_sae_j1850, crc8_sae_j1850_batch),
     "crc8_autosar": (crc8_autosar, crc8_autosar_batch),
+}
+
+
+#: The same algorithms as (256-entry table, register start value, final xor), for kernels
+#: that checksum frames they pack themselves.
+CRC8_TABLES: dict[str, tuple[npt.NDArray[np.uint8], int, int]] = {
+    "crc8_sae_j1850": (_SAE_J1850_NP, 0xFF, _XOROUT),
+    "crc8_autosar": (_AUTOSAR_NP, 0xFF, _XOROUT),
 }
 
 

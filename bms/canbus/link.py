@@ -302,8 +302,6 @@ class CanLink:
         n = pages.n_pages
         if bm.counter is not None:
             tx.count = (tx.count + n) % bm.counter_mod
-        if bm.crc_byte >= 0:
-            data[:, bm.crc_byte] = tx.crc_batch(data, skip=bm.crc_byte)
         stats = self.stats
         stats.frames_tx += n
         stats.bits_tx += tx.bits * n
@@ -322,10 +320,7 @@ class CanLink:
         if not self.bus_ok:
             stats.frames_unsent += n
         if (self.bus is not None and self.bus_ok) or self.writer is not None:
-            raw = bytearray(data.tobytes())
-            w = data.shape[1]
-            for i in range(n):
-                self._put(t_s, tx, raw[i * w : (i + 1) * w])
+            self._put_rows(t_s, tx, bytearray(data.tobytes()), data.shape[1])
         return n
 
     def _emit(self, t_s: float, tx: _Tx, data: bytearray) -> None:
@@ -370,6 +365,32 @@ class CanLink:
                     self.on_send_error(exc)
         if self.writer is not None:
             self.writer.on_message_received(msg)
+
+    def _put_rows(self, t_s: float, tx: _Tx, raw: bytearray, width: int) -> None:
+        """:meth:`_put` for consecutive frames of ``width`` bytes in ``raw``."""
+        stamp = self.timestamp(t_s)
+        bus = self.bus if self.bus_ok else None
+        writer = self.writer
+        message = can.Message
+        fid, ext = tx.fid, tx.ext
+        for i in range(0, len(raw), width):
+            msg = message(
+                timestamp=stamp,
+                arbitration_id=fid,
+                is_extended_id=ext,
+                is_rx=False,
+                data=raw[i : i + width],
+                check=False,
+            )
+            if bus is not None:
+                try:
+                    bus.send(msg, timeout=0.05)
+                except (can.CanError, OSError, ValueError) as exc:
+                    self._count("send_error", fid, f"{tx.bm.name}: {exc}", t_s)
+                    if self.on_send_error is not None:
+                        self.on_send_error(exc)
+            if writer is not None:
+                writer.on_message_received(msg)
 
     # ------------------------------------------------------------------ receive
 
@@ -428,23 +449,18 @@ class CanLink:
         codec = bm.codec
         pages = self._tx[bm.name].batch
         assert pages is not None
-        if bm.crc_byte >= 0:
-            ok = CRC8[bm.crc_algorithm][1](data, skip=bm.crc_byte) == data[:, bm.crc_byte]
-            n_bad = len(ok) - int(np.count_nonzero(ok))
-            if n_bad:
-                self._count("bad_crc", codec.frame_id, f"{bm.name}: CRC mismatch", t_s, n_bad)
-        else:
-            ok = np.ones(len(data), dtype=bool)
         arr = node.arrays.get(bm.array or "")
         if arr is None:
             arr = _NOWHERE
             times = _NOWHERE
         else:
             times = node.array_time[bm.array or ""]
-        got = pages.decode(data, ok, rx.last_counter.get(node.name, -1), arr, times, t_s)
+        got = pages.decode(data, rx.last_counter.get(node.name, -1), arr, times, t_s)
         if bm.counter is not None and got.last_counter >= 0:
             rx.last_counter[node.name] = got.last_counter
         fid = codec.frame_id
+        if got.bad_crc:
+            self._count("bad_crc", fid, f"{bm.name}: CRC mismatch", t_s, got.bad_crc)
         if got.counter_jump:
             self._count("counter_jump", fid, f"{bm.name}: frames lost", t_s, got.counter_jump)
         if got.counter_repeat:

@@ -4,11 +4,11 @@ A pack's 200 cell voltages travel as 67 frames of one message, page p carrying
 elements ``p*k .. p*k+k-1`` in the same ``k`` signals (same bits, same
 scaling), a page-number signal, an alive counter and a CRC byte. Frame by
 frame that is 67 trips through Python; here one numba call packs every page
-into its bytes (the CRC byte is then filled by the CRC's batch function) and
-one call unpacks them into the receiver's array, with the checks a receiver
-makes: rows that failed their CRC are skipped, a repeated alive counter drops
-its frame, a jump is counted, a value outside the DBC's range becomes NaN and
-is counted, a page number outside the array is ignored.
+into its bytes, CRC included, and one call unpacks them into the receiver's
+array, with the checks a receiver makes: rows that fail their CRC are
+skipped, a repeated alive counter drops its frame, a jump is counted, a value
+outside the DBC's range becomes NaN and is counted, a page number outside the
+array is ignored.
 
 The arithmetic is the codec's (physical -> raw as ``(x - offset) / scale``
 rounded half to even and clamped to the bit range; raw -> physical as
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bms._jit import inline, kernel
+from bms.canbus.crc import CRC8_TABLES
 
 if TYPE_CHECKING:
     from bms.canbus.binding import BoundMessage
@@ -42,15 +43,17 @@ _SCALE, _OFFSET, _RAW_LO, _RAW_HI, _NAN_RAW = range(5)
 
 @kernel
 def encode_pages_kernel(
-    values, factor, as_flag, fill_raw, page_raw, lay_i, lay_f, masks, count0, count_mod, base, out
-):  # pragma: no cover - numba
+    values, factor, as_flag, fill_raw, page_raw, lay_i, lay_f, masks, count0, count_mod, base,
+    crc, out,
+):  # pragma: no cover - numba  # fmt: skip
     """Pack page p of ``values`` (elements p*k .. p*k+k-1; past the end: NaN) into row p of
     ``out`` (n_pages, length uint8), every other bit from ``base`` (a little-endian word).
 
     An element is ``values[i] * factor`` in the signal's unit, or for a switch 1 when
     ``values[i] > 0.5``, else 0. NaN encodes as ``fill_raw`` ("not available"). The page
     number is ``page_raw[p]``; the counter (row k+1, length 0 when there is none) is
-    ``(count0 + p) % count_mod``. Returns how many values were clamped to the bit range."""
+    ``(count0 + p) % count_mod``. ``crc`` = [byte index (-1: none), start value, final
+    xor, then the 256-entry table]. Returns how many values were clamped to the bit range."""
     n_pages, length = out.shape
     k = fill_raw.size
     n_values = values.size
@@ -97,7 +100,19 @@ def encode_pages_kernel(
             lo_byte = (le >> np.uint64(8 * b)) & np.uint64(0xFF)
             hi_byte = (be >> np.uint64(8 * (7 - b))) & np.uint64(0xFF)
             out[p, b] = np.uint8(lo_byte | hi_byte)
+        if crc[0] >= 0:
+            out[p, crc[0]] = _crc8(out[p], crc)
     return clamped
+
+
+@inline
+def _crc8(row, crc):  # pragma: no cover - numba
+    """CRC-8 of ``row`` without its CRC byte (``crc`` as in the kernels)."""
+    reg = crc[1]
+    for b in range(row.size):
+        if b != crc[0]:
+            reg = crc[3 + (reg ^ row[b])]
+    return reg ^ crc[2]
 
 
 @inline
@@ -114,20 +129,22 @@ def _phys(le, be, lay_i, lay_f, masks, j):  # pragma: no cover - numba
 
 @kernel
 def decode_pages_kernel(
-    frames, ok, lay_i, lay_f, masks, count_mod, last, lo, hi, as_flag, factor, n_lim,
+    frames, crc, lay_i, lay_f, masks, count_mod, last, lo, hi, as_flag, factor, n_lim,
     arr, arr_time, t_s, counts,
 ):  # pragma: no cover - numba  # fmt: skip
-    """Unpack the rows of ``frames`` whose ``ok`` is set into ``arr`` (element / factor, or
-    for a switch 1.0 when the signal is not 0) and stamp ``arr_time`` with ``t_s``.
+    """Unpack the rows of ``frames`` into ``arr`` (element / factor, or for a switch 1.0
+    when the signal is not 0) and stamp ``arr_time`` with ``t_s``.
 
+    A row whose CRC (``crc`` as in the encoder) does not match is skipped and counted.
     Counter (row k+1 of the layout, length 0 when there is none): a repeat of ``last``
     drops the row, a step other than one is counted and accepted. Elements outside
     [``lo``, ``hi``] become NaN; indices at or past ``n_lim`` are ignored. ``counts``
-    gets [jumps, repeats, out of range, rows stored]; returns the last counter."""
+    gets [jumps, repeats, out of range, rows stored, bad CRC]; returns the last counter."""
     n, length = frames.shape
     k = lay_i.shape[0] - 2
     for r in range(n):
-        if not ok[r]:
+        if crc[0] >= 0 and _crc8(frames[r], crc) != frames[r, crc[0]]:
+            counts[4] += 1
             continue
         le = np.uint64(0)
         be = np.uint64(0)
@@ -171,6 +188,7 @@ class DecodeCounts:
     counter_repeat: int
     out_of_range: int
     stored: int  # rows whose values reached the array
+    bad_crc: int
     last_counter: int
 
 
@@ -231,7 +249,12 @@ class PagedArray:
         self.has_counter = bm.counter is not None
         self.lo, self.hi = value_range if value_range is not None else (-math.inf, math.inf)
         self.out = np.zeros((self.n_pages, self.length), np.uint8)
-        self.counts = np.zeros(4, np.int64)
+        self.counts = np.zeros(5, np.int64)
+        self.crc = np.full(3 + 256, -1, np.int64)
+        if bm.crc_byte >= 0:
+            table, start, xorout = CRC8_TABLES[bm.crc_algorithm]
+            self.crc[:3] = (bm.crc_byte, start, xorout)
+            self.crc[3:] = table
 
     @classmethod
     def of(cls, bm: BoundMessage, value_range: tuple[float, float] | None) -> PagedArray | None:
@@ -264,7 +287,7 @@ class PagedArray:
         return cls(bm, [*layouts, page_lay, counter_lay], n, value_range)
 
     def encode(self, values: np.ndarray | None, count0: int) -> tuple[np.ndarray, int]:
-        """Every page's frame (n_pages, length uint8, the CRC byte 0; the array is reused by
+        """Every page's frame (n_pages, length uint8, with its CRC; the array is reused by
         the next call) and how many values were clamped."""
         vals = values if values is not None else _EMPTY
         clamped = encode_pages_kernel(
@@ -279,6 +302,7 @@ class PagedArray:
             count0,
             self.count_mod,
             self.base,
+            self.crc,
             self.out,
         )
         return self.out, int(clamped)
@@ -286,19 +310,18 @@ class PagedArray:
     def decode(
         self,
         frames: np.ndarray,
-        ok: np.ndarray,
         last_counter: int,
         arr: np.ndarray,
         arr_time: np.ndarray,
         t_s: float,
     ) -> DecodeCounts:
-        """Rows of ``frames`` whose ``ok`` is set into ``arr``/``arr_time`` (see the
+        """The rows of ``frames`` into ``arr``/``arr_time`` (see the
         module docstring for the checks)."""
         c = self.counts
         c[:] = 0
         last = decode_pages_kernel(
             frames,
-            ok,
+            self.crc,
             self.lay_i,
             self.lay_f,
             self.masks,
@@ -314,7 +337,7 @@ class PagedArray:
             t_s,
             c,
         )
-        return DecodeCounts(int(c[0]), int(c[1]), int(c[2]), int(c[3]), int(last))
+        return DecodeCounts(int(c[0]), int(c[1]), int(c[2]), int(c[3]), int(c[4]), int(last))
 
 
 _EMPTY = np.zeros(0)
