@@ -120,6 +120,8 @@ class Scheduler:
         rt = self.speed is not None
         if rt and self.stats.events == 0:
             self._wall0 = time.perf_counter() - self.now_s / self.speed  # type: ignore[operator]
+        if not rt:
+            return self._run_virtual(end_s)
         queue = self._queue
         stats = self.stats
         while queue and not self._stopped:
@@ -141,6 +143,36 @@ class Scheduler:
             if rt:
                 self._wait_until(end_s)
             self.now_s = max(self.now_s, end_s)
+        return self.now_s
+
+    def _run_virtual(self, end_s: float) -> float:
+        """:meth:`run_until` on virtual time: the same steps as :meth:`_run_task` and
+        :meth:`_push`, inlined (this loop runs some 600 events per simulated second)."""
+        queue = self._queue
+        stats = self.stats
+        pop, push = heapq.heappop, heapq.heappush
+        limit = end_s + _EPS_S
+        while queue and not self._stopped:
+            t, _, _, item = queue[0]
+            if t > limit:
+                break
+            pop(queue)
+            self.now_s = t
+            stats.events += 1
+            if isinstance(item, Task):
+                if not item.active:
+                    continue
+                item.fn(t)
+                item.runs += 1
+                item.k += 1
+                nxt = item.start_s + item.k * item.period_s
+                item.next_s = nxt
+                push(queue, (nxt, item.priority, self._seq, item))
+                self._seq += 1
+            else:
+                item(t)
+        if not self._stopped and self.now_s < end_s:
+            self.now_s = end_s
         return self.now_s
 
     def _run_task(self, task: Task, t_s: float) -> None:
