@@ -271,17 +271,21 @@ class CanLink:
         """Send message ``name`` from its sender's outputs: one page (``page``) or every
         page. Returns the number of frames sent."""
         tx = self._tx[name]
-        bm = tx.bm
-        node = self.nodes[bm.sender]
-        if page is None and tx.batch is not None and name not in self.filtered:
-            return self._send_batch(t_s, tx, node.outputs)
-        programs = tx.programs if page is None else (tx.programs[page],)
-        out = node.outputs
+        out = self.nodes[tx.bm.sender].outputs
+        if name not in self.filtered:
+            if page is not None:
+                self._emit(t_s, tx, tx.programs[page](out))
+                return 1
+            if tx.batch is not None:
+                return self._send_batch(t_s, tx, out)
+            for encode in tx.programs:
+                self._emit(t_s, tx, encode(out))
+            return len(tx.programs)
         n = 0
-        for encode in programs:
+        for encode in tx.programs if page is None else (tx.programs[page],):
             data = encode(out)
-            if name in self.filtered and self.tx_filter is not None:
-                kept = self.tx_filter(t_s, bm, data)
+            if self.tx_filter is not None:
+                kept = self.tx_filter(t_s, tx.bm, data)
                 if kept is None:
                     continue
                 data = bytearray(kept)
