@@ -372,22 +372,35 @@ def _factory(
     if factory is None:
         src = _Source()
         if what.startswith("enc"):
-            _emit_encode(src, sigs, scaled=what == "enc", n=n)
+            _emit_encode(src, sigs, scaled=what != "encraw", n=n, positional=what == "encpos")
         elif what == "mux":
             _emit_mux(src, sigs[0], n, orders)
         else:
             _emit_decode(
-                src, sigs, scaled=not what.endswith("raw"), top=what.startswith("top"), n=n
+                src,
+                sigs,
+                scaled=not what.endswith("raw"),
+                top=what.startswith("top"),
+                n=n,
+                as_tuple=what == "toptuple",
             )
         factory = _FACTORIES[key] = src.build()
     return factory
 
 
-def _emit_encode(src: _Source, sigs: Sequence[_Sig], scaled: bool, n: int) -> None:
+def _emit_encode(
+    src: _Source, sigs: Sequence[_Sig], scaled: bool, n: int, positional: bool = False
+) -> None:
     src.head("names, idx, inits, helpers", sigs, inits=True)
-    src.add("    def encode(values):", "        g = values.get", "        k = 0")
+    if positional:  # encode(v0, v1, ...): one argument per signal, None for none
+        src.add(f"    def encode({', '.join(f'a{j}' for j in range(len(sigs)))}):")
+    else:
+        src.add("    def encode(values):", "        g = values.get", "        k = 0")
     for j, s in enumerate(sigs):
-        src.add(f"        v = g(n{j})", "        if v is not None:", "            k += 1")
+        if positional:
+            src.add(f"        v = a{j}", "        if v is not None:")
+        else:
+            src.add(f"        v = g(n{j})", "        if v is not None:", "            k += 1")
         ind = "            "
         if s.choices or s.is_float:
             choice = f"_fbits(i{j}, _choice(i{j}, v))" if s.is_float else f"_choice(i{j}, v)"
@@ -412,7 +425,8 @@ def _emit_encode(src: _Source, sigs: Sequence[_Sig], scaled: bool, n: int) -> No
                 lo, hi = src.const(float(s.lo)), src.const(float(s.hi))  # float vs float
             src.add(f"{ind}r{j} = {x}.__round__() if {lo} <= {x} <= {hi} else _sat(i{j}, {x})")
         src.add("        else:", f"            r{j} = z{j}")
-    src.add("        if k != len(values):", "            _extra(values)")
+    if not positional:
+        src.add("        if k != len(values):", "            _extra(values)")
 
     def packed(big: bool) -> str:
         terms = []
@@ -458,13 +472,20 @@ def _emit_frame_ints(src: _Source, little: bool, big: bool, n: int) -> None:
     src.add("        ib = _from(data, 'big')" if big else "        ib = 0")
 
 
-def _emit_decode(src: _Source, sigs: Sequence[_Sig], scaled: bool, top: bool, n: int) -> None:
+def _emit_decode(
+    src: _Source, sigs: Sequence[_Sig], scaled: bool, top: bool, n: int, as_tuple: bool = False
+) -> None:
     src.head("names, idx, helpers", sigs)
     if top:
         src.add("    def decode(data):")
         _emit_frame_ints(src, any(not s.big for s in sigs), any(s.big for s in sigs), n)
     else:
         src.add("    def decode(il, ib):")
+    if as_tuple:  # the values in signal order
+        src.add("        return (")
+        src.add(*(f"            {_decode_expr(src, s, j, scaled)}," for j, s in enumerate(sigs)))
+        src.add("        )", "    return decode")
+        return
     src.add("        return {")
     src.add(*(f"            n{j}: {_decode_expr(src, s, j, scaled)}," for j, s in enumerate(sigs)))
     src.add("        }", "    return decode")
@@ -744,6 +765,9 @@ class MessageCodec:
         self._dec_raw: Callable[[Any], dict[str, Any]]
         self._enc_pages: dict[int, Callable[[Mapping[str, Any]], bytes]] | None = None
         self._enc_raw_pages: dict[int, Callable[[Mapping[str, Any]], bytes]] | None = None
+        self._groups: dict[int | None, list[_Sig]] = {}  # page (None: no mux) -> signals
+        self.decode_tuple: Callable[[Any], tuple[Any, ...]] | None = None  # tuple_decoder()
+        self._make: Callable[[str, Sequence[_Sig]], Any] | None = None
         if self._compiled:
             self._compile()
         else:
@@ -795,7 +819,9 @@ class MessageCodec:
                 return _factory(what, group, n)(names, idx, inits, helpers)
             return _factory(what, group, n)(names, idx, helpers)
 
+        self._make = make
         if self._mux is None:
+            self._groups = {None: sigs}
             self._enc = make("enc", sigs)
             self._enc_raw = make("encraw", sigs)
             self._dec = make("top", sigs)
@@ -806,6 +832,8 @@ class MessageCodec:
         for page in self.mux_values:
             on_page = set(self._page_names[page])
             pages[page] = [s for s in sigs if s.name in on_page]
+        for p, group in pages.items():
+            self._groups[p] = group
         self._enc_pages = {p: make("enc", group) for p, group in pages.items()}
         self._enc_raw_pages = {p: make("encraw", group) for p, group in pages.items()}
         orders = (any(not s.big for s in sigs), any(s.big for s in sigs))
@@ -956,6 +984,33 @@ class MessageCodec:
     def to_phys(self, name: str, raw: Number) -> Any:
         """Raw -> physical value, as cantools decodes it."""
         return self._spec(name).phys(raw)
+
+    def positional_encoder(
+        self, mux_value: int | None = None
+    ) -> tuple[tuple[str, ...], Callable[..., bytes]] | None:
+        """For a sender that knows at start-up which signals it fills: the signals of the
+        message (of page ``mux_value`` of a multiplexed one) and an encoder that takes
+        their physical values as positional arguments in that order (None: the signal's
+        initial value), as :meth:`encode` encodes them but without building a dict.
+        None when the message has no compiled layout (use :meth:`encode`)."""
+        if not self._compiled or (mux_value is None) != (self._mux is None):
+            return None
+        group = self._groups.get(mux_value)
+        if group is None or self._make is None:
+            return None
+        return tuple(s.name for s in group), self._make("encpos", group)
+
+    def tuple_decoder(self) -> tuple[str, ...] | None:
+        """For a message without multiplexing: its signals, in the order in which
+        ``decode_tuple(data)`` returns their physical values (as :meth:`decode` does, without
+        the dict; it is built by this call). None for a multiplexed message or one without a
+        compiled layout."""
+        if not self._compiled or self._mux is not None or self._make is None:
+            return None
+        group = self._groups[None]
+        if self.decode_tuple is None:
+            self.decode_tuple = self._make("toptuple", group)
+        return tuple(s.name for s in group)
 
     def bit_layout(self, name: str) -> BitLayout | None:
         """The bit layout of signal ``name`` for frames of at most 8 bytes; None for an IEEE

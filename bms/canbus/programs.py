@@ -61,11 +61,12 @@ class _Src:
 def send_program(tx: _Tx, page: Page) -> Encoder:
     """``encode(out)``: the frame of ``page`` from the outputs ``out`` (see the module)."""
     bm = tx.bm
-    src = _Src(_tx=tx, _codec=tx.codec, _crc=tx.crc_fn)
+    codec = tx.codec
+    src = _Src(_tx=tx, _codec=codec, _crc=tx.crc_fn)
     c = src.const
     src.add("def encode(out):", "    g = out.get")
-    items: list[str] = [f"{c(k)}: {c(v)}" for k, v in page.fixed.items()]
-    items += [f"{c(k)}: {c(v)}" for k, v in tx.extra.get(id(page), {}).items()]
+    given: dict[str, str] = {k: c(v) for k, v in page.fixed.items()}  # signal -> expression
+    given.update({k: c(v) for k, v in tx.extra.get(id(page), {}).items()})
     arrays: dict[str, str] = {}
     for j, s in enumerate(page.slots):
         x = f"s{j}"
@@ -73,9 +74,8 @@ def send_program(tx: _Tx, page: Page) -> Encoder:
             a = arrays.get(s.value)
             if a is None:
                 a = arrays[s.value] = f"a{len(arrays)}"
-                src.add(
-                    f"    {a} = g({c(s.value)})", f"    n{a} = len({a}) if {a} is not None else 0"
-                )
+                src.add(f"    {a} = g({c(s.value)})")
+                src.add(f"    n{a} = len({a}) if {a} is not None else 0")
             src.add(f"    v = float({a}[{s.index}]) if {s.index} < n{a} else nan")
             if s.kind == "flag":
                 src.add(f"    {x} = 1 if v == v and v else 0")
@@ -91,13 +91,27 @@ def send_program(tx: _Tx, page: Page) -> Encoder:
                 src.add(f"    {x} = int(v) if v is not None else 0")
             else:
                 src.add(f"    {x} = v * {c(s.factor)} if v is not None else nan")
-        items.append(f"{c(s.signal)}: {x}")
+        given[s.signal] = x
     if bm.counter is not None:
         src.add("    n = _tx.count", f"    _tx.count = (n + 1) % {bm.counter_mod}")
-        items.append(f"{c(bm.counter)}: n")
-    src.add(f"    data = bytearray(_codec.encode({{{', '.join(items)}}}))")
+        given[bm.counter] = "n"
+    as_dict = "_codec.encode({" + ", ".join(f"{c(k)}: {x}" for k, x in given.items()) + "})"
+    mux = page.fixed.get(codec.multiplexer) if codec.multiplexer is not None else None
+    positional = codec.positional_encoder(mux)
+    if positional is not None and set(given) <= set(positional[0]):
+        # every signal as an argument (None: its initial value), no dict on the way
+        src.ns["_enc"] = positional[1]
+        args = ", ".join(given.get(n, "None") for n in positional[0])
+        src.add(
+            "    try:",
+            f"        data = bytearray(_enc({args}))",
+            "    except (TypeError, AttributeError):  # an odd value: the codec's checked path",
+            f"        data = bytearray({as_dict})",
+        )
+    else:
+        src.add(f"    data = bytearray({as_dict})")
     if bm.crc_byte >= 0:
-        src.add(f"    data[{bm.crc_byte}] = _crc({_payload(bm.crc_byte, bm.codec.length)})")
+        src.add(f"    data[{bm.crc_byte}] = _crc({_payload(bm.crc_byte, codec.length)})")
     src.add("    return data")
     fn: Encoder = src.build("encode", f"send {bm.name}")
     return fn
@@ -124,16 +138,31 @@ def receive_program(link: CanLink, rx: _Rx) -> Receiver:
             f"        _count('bad_crc', {fid}, {c(name + ': CRC mismatch')}, t_s)",
             "        return",
         )
+    key = rx.page_key
+    as_tuple = codec.tuple_decoder() if not key else None
+    if as_tuple is not None:  # one page, no multiplexer: the values as locals x0, x1, ...
+        where = {n: i for i, n in enumerate(as_tuple)}
+        names = ", ".join(f"x{i}" for i in range(len(as_tuple)))
+        decode = f"        ({names},) = _codec.decode_tuple(data)"
+
+        def value_of(signal: str) -> str:
+            return f"x{where[signal]}"
+    else:
+        decode = "        values = _codec.decode(data)"
+
+        def value_of(signal: str) -> str:
+            return f"values[{c(signal)}]"
+
     src.add(
         "    try:",
-        "        values = _codec.decode(data)",
+        decode,
         "    except (ValueError, KeyError) as exc:",
         f"        _count('decode_error', {fid}, {c(name + ': ')} + str(exc), t_s)",
         "        return",
     )
     if bm.counter is not None:
         src.add(
-            f"    n = int(values[{c(bm.counter)}])",
+            f"    n = int({value_of(bm.counter)})",
             "    last = _last.get(node.name, -1)",
             f"    if last >= 0 and n != (last + 1) % {bm.counter_mod}:",
             "        if n == last:",
@@ -143,7 +172,6 @@ def receive_program(link: CanLink, rx: _Rx) -> Receiver:
             " (frames lost)', t_s)",
             "    _last[node.name] = n",
         )
-    key = rx.page_key
     if key:
         pages = {}
         for number, page in rx.page_of.items():
@@ -157,6 +185,8 @@ def receive_program(link: CanLink, rx: _Rx) -> Receiver:
             "        return",
             "    p(t_s, values, node)",
         )
+    elif as_tuple is not None:
+        _store_lines(src, link, rx, rx.page_of[0], value_of)
     else:
         src.ns["_page"] = _page_program(link, rx, rx.page_of[0], 0)
         src.add("    _page(t_s, values, node)")
@@ -167,14 +197,25 @@ def receive_program(link: CanLink, rx: _Rx) -> Receiver:
 
 def _page_program(link: CanLink, rx: _Rx, page: Page, number: int) -> Any:
     """``store(t_s, values, node)``: one page's decoded values into the node."""
+    src = _Src(_count=link._count)
+    src.add("def store(t_s, values, node):")
+    _store_lines(src, link, rx, page, lambda signal: f"values[{src.const(signal)}]")
+    return src.build("store", f"receive {rx.bm.name} page {number}")
+
+
+def _store_lines(
+    src: _Src, link: CanLink, rx: _Rx, page: Page, value_of: Callable[[str], str]
+) -> None:
+    """The lines that check and store one page's decoded values (``value_of(signal)``: the
+    expression of a signal's value) into ``node``; they need ``_count`` in ``src.ns``."""
     bm = rx.bm
     fid = bm.codec.frame_id
-    src = _Src(_count=link._count)
     c = src.const
-    src.add("def store(t_s, values, node):", "    inputs = node.inputs")
+    src.ns["_count"] = link._count
+    src.add("    inputs = node.inputs")
     arrays: dict[str, str] = {}
     for s in page.slots:
-        src.add(f"    v = values[{c(s.signal)}]")
+        src.add(f"    v = {value_of(s.signal)}")
         r = rx.ranges.get(s.signal)
         if r is not None:
             src.add(
@@ -204,8 +245,8 @@ def _page_program(link: CanLink, rx: _Rx, page: Page, number: int) -> Any:
             src.add(
                 f"    label = {c(s.to_label)}.get(int(v)) if v == v else None",
                 "    if label is None:",
-                f"        _count('out_of_range', {fid}, {c(f'{bm.name}.{s.signal} = ')} + str(v)"
-                " + ': not in the table', t_s)",
+                f"        text = {c(f'{bm.name}.{s.signal} = ')} + str(v) + ': not in the table'",
+                f"        _count('out_of_range', {fid}, text, t_s)",
                 f"    {dest} = label",
             )
         elif s.kind == "flag":
@@ -214,7 +255,6 @@ def _page_program(link: CanLink, rx: _Rx, page: Page, number: int) -> Any:
             src.add(f"    {dest} = int(v) if v == v else -1")
         else:
             src.add(f"    {dest} = v / {c(s.factor)}")
-    return src.build("store", f"receive {bm.name} page {number}")
 
 
 def _payload(crc_byte: int, length: int) -> str:

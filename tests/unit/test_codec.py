@@ -186,6 +186,38 @@ def test_fixed_layouts_encode_and_decode_like_cantools(fixed, name: str, rng) ->
     assert codec.saturated == 0
 
 
+@pytest.mark.parametrize("name", ["BMS_Mixed", "BMS_Wide", "BMS_Short", "BMS_Extended"])
+def test_positional_encoder_and_tuple_decoder_equal_cantools(fixed, name: str, rng) -> None:
+    msg, codec = codec_of(fixed, name)
+    enc = codec.positional_encoder()
+    order = codec.tuple_decoder()
+    assert enc is not None and order is not None and codec.decode_tuple is not None
+    names, encode = enc
+    assert names == order == codec.signal_names
+    for _ in range(100):
+        values = {s.name: random_phys(rng, s) for s in msg.signals}
+        frame = encode(*(values[n] for n in names))
+        assert frame == msg.encode(values, strict=False)
+        del values[names[0]]  # a signal without a value: its initial value, as encode() does
+        assert encode(None, *(values[n] for n in names[1:])) == codec.encode(values)
+        decoded = dict(zip(names, codec.decode_tuple(frame), strict=True))
+        assert_same_dict(decoded, msg.decode(frame, decode_choices=False))
+
+
+def test_positional_encoder_of_a_multiplexed_page_equals_cantools(fixed, rng) -> None:
+    msg, codec = codec_of(fixed, "BMS_Cells")
+    assert codec.tuple_decoder() is None  # pages decode through the multiplexer
+    assert codec.positional_encoder() is None  # a page must be named
+    for page in codec.mux_values:
+        enc = codec.positional_encoder(page)
+        assert enc is not None
+        names, encode = enc
+        assert set(names) == set(codec.page_signals(page))
+        values = {n: random_phys(rng, msg.get_signal_by_name(n)) for n in names}
+        values["Mux"] = page
+        assert encode(*(values[n] for n in names)) == msg.encode(values, strict=False)
+
+
 def test_identifiers_lengths_and_names_come_from_the_dbc(fixed) -> None:
     _, mixed = codec_of(fixed, "BMS_Mixed")
     assert (mixed.frame_id, mixed.is_extended, mixed.length) == (291, False, 8)

@@ -138,6 +138,7 @@ def test_a_frame_that_does_not_decode_is_counted_not_raised(bench, monkeypatch) 
         raise ValueError("bad bits")
 
     monkeypatch.setattr(codec, "decode", broken)  # every receiver of BMS_State sees it
+    monkeypatch.setattr(codec, "decode_tuple", broken)  # (the link's receive program)
     bench.advance(1.0)  # the bench and the device run on
     rec = bench.monitor.record("BMS_State")
     assert rec.decode_errors == 10

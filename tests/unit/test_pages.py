@@ -87,7 +87,7 @@ def _reference_frame(msg, p: int, values: np.ndarray, count: int) -> bytes:
 
 
 def test_every_page_is_the_frame_cantools_encodes(rng) -> None:
-    pages, bm, msg = _pages()
+    pages, _, msg = _pages()
     values = rng.uniform(-40.0, 120.0, N)
     values[4] = math.nan  # a missing reading: "not available"
     values[7] = -3.125  # exactly half an LSB above -3.25: rounds half to even
