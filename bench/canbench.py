@@ -38,7 +38,26 @@ def _drive_mission(seconds: float, one_c_a: float) -> Mission:
     return Mission("bench", [Phase("drive", seconds, prof, 0.1)], one_c_a, ready_s=1.0)
 
 
-def bench_virtual_speed(name: str, cfg: Config, sim_s: float) -> dict[str, Any]:
+def bench_virtual_speed(name: str, cfg: Config, sim_s: float, repeats: int = 3) -> dict[str, Any]:
+    """Speed factor of ``sim_s`` simulated seconds after 10 s of start-up, best and median
+    of ``repeats`` fresh emulators (the machine is shared: the best is the figure)."""
+    runs = [_virtual_run(cfg, sim_s) for _ in range(repeats)]
+    best = min(runs, key=lambda r: r["wall_s"])
+    walls = [r["wall_s"] for r in runs]
+    return {
+        "name": name,
+        "cells": cfg.pack.n_cells,
+        "simulated_s": sim_s,
+        "repeats": repeats,
+        **best,
+        "speed_factor": sim_s / best["wall_s"],
+        "speed_factor_median": sim_s / float(np.median(walls)),
+        "frames_per_sim_s": best["frames"] / sim_s,
+        "frames_per_wall_s": best["frames"] / best["wall_s"],
+    }
+
+
+def _virtual_run(cfg: Config, sim_s: float) -> dict[str, Any]:
     one_c = 280.0 * cfg.pack.parallel
     ch = f"bench-{next(_ch)}"
     bus = can.Bus(interface="virtual", channel=ch, receive_own_messages=False)
@@ -52,15 +71,9 @@ def bench_virtual_speed(name: str, cfg: Config, sim_s: float) -> dict[str, Any]:
             t0 = time.perf_counter()
             emu.run(10.0 + sim_s)
             wall = time.perf_counter() - t0
-            frames = emu.link.stats.frames_tx - f0
             return {
-                "name": name,
-                "cells": cfg.pack.n_cells,
-                "simulated_s": sim_s,
                 "wall_s": wall,
-                "speed_factor": sim_s / wall,
-                "frames_per_sim_s": frames / sim_s,
-                "frames_per_wall_s": frames / wall,
+                "frames": emu.link.stats.frames_tx - f0,
                 "bus_load_dbc": emu.dbc_bus_load(),
                 "startup_s": startup,
                 "errors": sum(emu.link.stats.errors.values()),
@@ -165,7 +178,7 @@ def bench_codec(repeats: int) -> list[dict[str, Any]]:
 def run_all(quick: bool) -> dict[str, Any]:
     return {
         "speed": [
-            bench_virtual_speed("bus 200S1P", Config(), 30.0 if quick else 120.0),
+            bench_virtual_speed("bus 200S1P", Config(), 30.0 if quick else 60.0),
             bench_virtual_speed("container 416S13P", preset("container"), 10.0 if quick else 30.0),
         ],
         "jitter": bench_jitter(10.0 if quick else 60.0),
@@ -177,7 +190,8 @@ def report_can(r: dict[str, Any]) -> list[str]:
     lines = ["CAN emulator, virtual time, all nodes, python-can virtual bus:"]
     for s in r["speed"]:
         lines.append(
-            f"  {s['name']:<20} x{s['speed_factor']:,.1f} real time "
+            f"  {s['name']:<20} x{s['speed_factor']:,.1f} real time, median of "
+            f"{s['repeats']} x{s['speed_factor_median']:,.1f} "
             f"({s['simulated_s']:.0f} s in {s['wall_s']:.2f} s), {s['frames_per_sim_s']:,.0f} "
             f"frames per simulated s, {s['frames_per_wall_s']:,.0f} frames/s sustained, "
             f"bus load {s['bus_load_dbc']:.1%} at 500 kbit/s, {s['errors']} errors, "
