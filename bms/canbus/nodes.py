@@ -78,6 +78,20 @@ def extremes_kernel(x, out):  # pragma: no cover - numba
     return lo, hi, n
 
 
+@kernel
+def fresh_copy_kernel(values, rx_time_s, oldest_s, out):  # pragma: no cover - numba
+    """``out`` = ``values``, NaN where the value was received before ``oldest_s`` (stale);
+    returns the number of stale values."""
+    n_stale = 0
+    for k in range(values.size):
+        if rx_time_s[k] < oldest_s:
+            out[k] = math.nan
+            n_stale += 1
+        else:
+            out[k] = values[k]
+    return n_stale
+
+
 class Node:
     """A node's named values; subclasses fill ``outputs`` and react to ``inputs``."""
 
@@ -212,10 +226,10 @@ class PackNode(Node):
         if f_link_v:
             out["link_voltage_v"] = s.bus_voltage()
         if f_feedback:
-            fb = self.pack.contactors.actual
-            out["main_pos_feedback"] = fb["main_pos"]
-            out["main_neg_feedback"] = fb["main_neg"]
-            out["precharge_feedback"] = fb["precharge"]
+            pos, neg, pre = self.pack.contactors.feedback
+            out["main_pos_feedback"] = pos
+            out["main_neg_feedback"] = neg
+            out["precharge_feedback"] = pre
 
     def _apply_bleed(self, t_s: float) -> None:
         off = self.bleed_paused or (
@@ -226,9 +240,7 @@ class PackNode(Node):
                 self.pack.set_bleed(self._no_bleed)
                 self._bleeding = False
             return
-        on = self._bleed_cmd > 0.5
-        if not np.array_equal(on, self.pack.bleed_on):
-            self.pack.set_bleed(on)
+        self.pack.set_bleed(self._bleed_cmd > 0.5)
         self._bleeding = True
 
     def on_message(self, t_s: float, name: str) -> None:
@@ -273,14 +285,21 @@ class BmsNode(Node):
         self.current_timeout_s = current_timeout_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.startup_timeout_s = 3.0
-        self._oldest_v = -math.inf
-        self._oldest_t = -math.inf
         self._groups: dict[str, tuple[bool, ...]] = {}
         self._stats = np.zeros(3)
         self._v = self.array("cell_voltage_v")
         self._t = self.array("temp_c")
         self._v_in = np.full(n_s, math.nan)
         self._t_in = np.full(n_temp, math.nan)
+        self._m = Measurement(
+            time_s=0.0,
+            cell_voltage_v=self._v_in,
+            temp_c=self._t_in,
+            current_a=math.nan,
+            pack_voltage_v=math.nan,
+            bus_voltage_v=math.nan,
+            contactor_feedback={"main_pos": False, "main_neg": False, "precharge": False},
+        )
         self._reset_was = False
         self.cell_data_timeouts = 0
         self.last_outputs: Any = None
@@ -297,27 +316,16 @@ class BmsNode(Node):
         )
 
     def measurement(self, t_s: float) -> tuple[Measurement, bool]:
-        """What the firmware sees now, from the frames received; stale data reads NaN."""
-        v_in, t_in = self._v_in, self._t_in
-        np.copyto(v_in, self._v)
-        np.copyto(t_in, self._t)
+        """What the firmware sees now, from the frames received; stale data reads NaN.
+
+        The Measurement, its arrays and its feedback dict are this node's and are
+        refilled by the next call (no allocation per tick): read them before that."""
         vt = self.array_time["cell_voltage_v"]
         tt = self.array_time["temp_c"]
-        # the oldest element decides whether any is stale; receive times only grow, so
-        # the oldest one found last time is a lower bound until it is too old itself
-        lim_v = t_s - self.cell_data_timeout_s
-        lim_t = t_s - self.temp_data_timeout_s
-        if self._oldest_v < lim_v and vt.size:
-            self._oldest_v = float(vt.min())
-        if self._oldest_t < lim_t and tt.size:
-            self._oldest_t = float(tt.min())
-        stale_v = self._oldest_v < lim_v
-        stale_t = self._oldest_t < lim_t
-        any_stale = bool(stale_v or stale_t)
-        if stale_v:
-            v_in[vt < t_s - self.cell_data_timeout_s] = math.nan
-        if stale_t:
-            t_in[tt < t_s - self.temp_data_timeout_s] = math.nan
+        n_stale = fresh_copy_kernel(self._v, vt, t_s - self.cell_data_timeout_s, self._v_in)
+        n_stale += fresh_copy_kernel(self._t, tt, t_s - self.temp_data_timeout_s, self._t_in)
+        # nothing received at all (an empty array) counts as stale too
+        any_stale = n_stale > 0 or not (vt.size and tt.size)
         inp = self.inputs
         cur = self.msg.get("current")
         i = inp.get("current_a", math.nan)
@@ -325,20 +333,20 @@ class BmsNode(Node):
             i = math.nan
         volt_msg = self.msg.get("voltages")
         fresh_v = volt_msg is None or self.fresh(volt_msg, t_s, self.current_timeout_s)
-        m = Measurement(
-            time_s=t_s,
-            cell_voltage_v=v_in,
-            temp_c=t_in,
-            current_a=i,
-            pack_voltage_v=inp.get("pack_voltage_v", math.nan) if fresh_v else math.nan,
-            bus_voltage_v=inp.get("link_voltage_v", math.nan) if fresh_v else math.nan,
-            contactor_feedback={
-                "main_pos": bool(inp.get("main_pos_feedback", False)),
-                "main_neg": bool(inp.get("main_neg_feedback", False)),
-                "precharge": bool(inp.get("precharge_feedback", False)),
-            },
-        )
+        m = self._m
+        m.time_s = t_s
+        m.current_a = i
+        m.pack_voltage_v = inp.get("pack_voltage_v", math.nan) if fresh_v else math.nan
+        m.bus_voltage_v = inp.get("link_voltage_v", math.nan) if fresh_v else math.nan
+        fb = m.contactor_feedback
+        fb["main_pos"] = bool(inp.get("main_pos_feedback", False))
+        fb["main_neg"] = bool(inp.get("main_neg_feedback", False))
+        fb["precharge"] = bool(inp.get("precharge_feedback", False))
         return m, any_stale
+
+    def start(self, t_s: float) -> None:
+        # load (or compile) the kernel of the receive path before the bus goes live
+        fresh_copy_kernel(self._v, self.array_time["cell_voltage_v"], -math.inf, self._v_in)
 
     def on_message(self, t_s: float, name: str) -> None:
         if name == self.msg.get("command"):
@@ -452,7 +460,7 @@ class BmsNode(Node):
                 o["soc_mean_perc"] = 100.0 * soc.mean
                 o["soe_kwh"] = soc.soe_wh / 1000.0
             nominal = bms.model.capacity_as / 3600.0
-            cap = float(np.min(bms.soh.capacity_ah))
+            cap = float(bms.soh.capacity_ah.min())
             o["soh_perc"] = min(100.0, 100.0 * cap / nominal) if nominal > 0 else 0.0
         if g_cell:
             lo, hi, _ = extremes_kernel(self._v_in, self._stats)
@@ -466,8 +474,9 @@ class BmsNode(Node):
         if g_bleed:
             bleed = bms.bleed_request
             o["bleed"] = bleed
-            o["balancing_active"] = bool(bleed.any())
-            o["bleeding_groups"] = int(bleed.sum())
+            n_bleeding = int(np.count_nonzero(bleed))
+            o["balancing_active"] = n_bleeding > 0
+            o["bleeding_groups"] = n_bleeding
         if g_temp:
             lo, hi, _ = extremes_kernel(self._t_in, self._stats)
             if lo >= 0:

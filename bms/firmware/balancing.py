@@ -28,7 +28,7 @@ import numpy as np
 
 from bms.config import BalancingStrategyConfig
 from bms.errors import ConfigError
-from bms.firmware.kernels import select_bleeders
+from bms.firmware.kernels import bled_charge_kernel, select_bleeders, soc_excess_kernel
 from bms.plant.sensors import Measurement
 
 __all__ = ["BALANCERS", "Balancer", "SocBalancer", "VoltageBalancer", "make_balancer"]
@@ -50,6 +50,7 @@ class Balancer:
         self.bled_as = np.zeros(n_groups)  # charge bled over the last update, A*s
         self._demand = np.zeros(n_groups, dtype=np.bool_)
         self._priority = np.zeros(n_groups)
+        self._scratch = np.zeros(n_groups)
 
     @property
     def duty(self) -> float:
@@ -61,19 +62,21 @@ class Balancer:
 
         Returns the bleed mask (one bool per series group) to command.
         """
-        v = m.cell_voltage_v
-        ok = np.isfinite(v)
-        if not ok.all():  # an invalid reading: count the bleed at the valid groups' median
-            v = np.where(ok, v, float(np.median(v[ok])) if ok.any() else 0.0)
-        self.bled_as[:] = np.where(self.mask, v / self.resistor_ohm * self.duty * dt_s, 0.0)
+        # an invalid reading: the bleed is counted at the valid groups' median voltage
+        n_invalid, v_min, t_max = bled_charge_kernel(
+            m.cell_voltage_v,
+            m.temp_c,
+            self.mask,
+            self.resistor_ohm,
+            self.duty,
+            dt_s,
+            self._scratch,
+            self.bled_as,
+        )
         self._account(self.bled_as)
         cfg = self.cfg
         # no balancing on an invalid reading (a NaN temperature fails the comparison too)
-        allowed = (
-            bool(ok.all())
-            and float(v.min()) >= cfg.min_cell_voltage_v
-            and (m.temp_c.size == 0 or float(m.temp_c.max()) <= cfg.max_temp_c)
-        )
+        allowed = n_invalid == 0 and v_min >= cfg.min_cell_voltage_v and t_max <= cfg.max_temp_c
         if allowed:
             self.demand(m, soc, self._demand, self._priority)
         else:
@@ -144,14 +147,9 @@ class SocBalancer(Balancer):
     def demand(
         self, m: Measurement, soc: np.ndarray, demand: np.ndarray, priority: np.ndarray
     ) -> None:
-        if not np.any(self.remaining_as > 0.0):
-            excess = soc - soc.min()
-            if float(excess.max()) > self.cfg.soc_threshold:
-                self.remaining_as[:] = excess * self.capacity_as
-            else:
-                self.remaining_as[:] = 0.0
-        demand[:] = self.remaining_as > 0.0
-        priority[:] = self.remaining_as
+        soc_excess_kernel(
+            soc, self.capacity_as, self.cfg.soc_threshold, self.remaining_as, demand, priority
+        )
 
 
 BALANCERS: dict[str, type[Balancer]] = {

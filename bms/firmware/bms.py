@@ -18,7 +18,6 @@ rest OCV), ``shutdown`` stores them. Sign convention: positive current = dischar
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 from bms.chemistry import Chemistry
 from bms.config import Config
 from bms.firmware.balancing import make_balancer
-from bms.firmware.contactors import ContactorControl
+from bms.firmware.contactors import ContactorControl, ContactorState
 from bms.firmware.limits import CurrentLimits, Limits
 from bms.firmware.nvm import NvmImage, PersistentMemory
 from bms.firmware.protection import Protections, ProtectionStatus
@@ -38,8 +37,10 @@ from bms.plant.sensors import Measurement
 
 __all__ = ["BmsOutputs", "EmulatedBms"]
 
+_STATE_NAMES = {state: state.name for state in ContactorState}  # (an enum's .name is slow)
 
-@dataclass
+
+@dataclass(slots=True)
 class BmsOutputs:
     """What the BMS commands and reports after a tick."""
 
@@ -85,6 +86,8 @@ class EmulatedBms:
         self._bleed = np.zeros(n_s, dtype=bool)
         self._no_bleed = np.zeros(n_s, dtype=bool)
         self._tick_in_period = 0
+        self._measure_period_s = fw.measure_period_s
+        self._estimate_period_s = fw.estimate_period_s
         ticks = max(1, round(fw.estimate_period_s / fw.measure_period_s))
         self._pause_ticks = round(fw.balancing.measure_pause_fraction * ticks)
         self.invalid_current_samples = 0
@@ -144,7 +147,7 @@ class EmulatedBms:
         """The measurement task; the estimation task too when its period has come."""
         if not self.started:
             self.start(t_s, m)
-        dt = self.cfg.firmware.measure_period_s
+        dt = self._measure_period_s
         status = self.protections.update(m, dt, t_s - self._last_command_s)
         if self._pack_soc is not None:  # limits are published: a draw above them is checked
             lim = self._limits
@@ -157,7 +160,7 @@ class EmulatedBms:
         self._span_s += dt
         if t_s + 1e-9 >= self._next_estimate_s:
             self._estimate(m)
-            self._next_estimate_s += self.cfg.firmware.estimate_period_s
+            self._next_estimate_s += self._estimate_period_s
             self._tick_in_period = 0
         if status.fault:
             self._bleed[:] = False
@@ -165,15 +168,22 @@ class EmulatedBms:
         paused = self._tick_in_period < self._pause_ticks
         self._tick_in_period += 1
         bleed = self._no_bleed if paused else self._bleed
-        return BmsOutputs(
-            cmds, bleed, self._limits, self._pack_soc, status, self.contactors.state.name
-        )
+        state = _STATE_NAMES[self.contactors.state]
+        return BmsOutputs(cmds, bleed, self._limits, self._pack_soc, status, state)
 
     def _estimate(self, m: Measurement) -> None:
         span = self._span_s
         if span <= 0.0:
             return
-        mean = dataclasses.replace(m, current_a=self._charge_as / span)
+        mean = Measurement(  # the sample, with the period's mean current
+            m.time_s,
+            m.cell_voltage_v,
+            m.temp_c,
+            self._charge_as / span,
+            m.pack_voltage_v,
+            m.bus_voltage_v,
+            m.contactor_feedback,
+        )
         self._charge_as = 0.0
         self._span_s = 0.0
         self.soc.update(mean, span)

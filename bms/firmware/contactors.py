@@ -150,7 +150,12 @@ class ContactorControl:
         reset = self._reset_requested and self.state is ContactorState.FAULT
         self._reset_requested = False
 
-        fb = {k: bool(m.contactor_feedback.get(k, False)) for k in _NAMES}
+        got = m.contactor_feedback
+        fb = {
+            "main_pos": bool(got.get("main_pos", False)),
+            "main_neg": bool(got.get("main_neg", False)),
+            "precharge": bool(got.get("precharge", False)),
+        }
         self._supervise_feedback(t_s, m, fb)
         self._check_weld_by_bus(t_s, m)
 
@@ -315,6 +320,10 @@ class ContactorControl:
             _log.warning("contactors opened under load: %.1f A", m.current_a)
 
     def _supervise_feedback(self, t_s: float, m: Measurement, fb: dict[str, bool]) -> None:
+        if fb == self._cmd:  # the usual case: every contactor follows its command
+            ms = self._mismatch_since
+            ms["main_pos"] = ms["main_neg"] = ms["precharge"] = None
+            return
         for k in _NAMES:
             if fb[k] == self._cmd[k]:
                 self._mismatch_since[k] = None

@@ -69,6 +69,12 @@ def ekf_kernel(xs, cov, tab, prm, v_meas, temp_c, current_a, dt_s, innov):
     rc = int(prm[K_RC])
     hyst_on = prm[K_HYST] > 0.0
     i_a = current_a
+    # the hysteresis decay is the same for every group (one current, one capacity)
+    ah_all = 1.0
+    h_target = 0.0
+    if hyst_on and i_a != 0.0:
+        h_target = -1.0 if i_a > 0.0 else 1.0
+        ah_all = math.exp(-gamma * abs(i_a) * dt_s / q_as)
     for g in range(n):
         z = xs[g, E_SOC]
         # ---- parameters at the prior SOC and the group's temperature
@@ -126,11 +132,9 @@ def ekf_kernel(xs, cov, tab, prm, v_meas, temp_c, current_a, dt_s, innov):
         v1 = e1 * xs[g, E_V1] + r1 * (1.0 - e1) * i_a
         v2 = e2 * xs[g, E_V2] + r2 * (1.0 - e2) * i_a
         h = xs[g, E_H]
-        ah = 1.0
+        ah = ah_all
         if hyst_on and i_a != 0.0:
-            target = -1.0 if i_a > 0.0 else 1.0
-            ah = math.exp(-gamma * abs(i_a) * dt_s / q_as)
-            h = target + (h - target) * ah
+            h = h_target + (h - h_target) * ah
         a = (1.0, e1, e2, ah)
         b = (-dt_s / q_as, r1 * (1.0 - e1), r2 * (1.0 - e2), 0.0)
         qd = (prm[K_QZ] * dt_s, prm[K_QV] * dt_s, prm[K_QV] * dt_s, prm[K_QH] * dt_s)
@@ -477,3 +481,241 @@ def protection_kernel(
             levels[n_checks + k] = lvl
         worst = max(worst, lvl)
     return changed, worst, i_max, i_min
+
+
+# ---- the estimation task (every 100 ms): each helper replaces a chain of numpy calls on
+# arrays of a few hundred values, where every call would cost more than its arithmetic
+
+
+@inline
+def py_min(a, b):
+    """Python's ``min(a, b)`` for floats: ``a`` unless ``b < a`` (so a NaN ``a`` wins)."""
+    return b if b < a else a
+
+
+@inline
+def py_max(a, b):
+    """Python's ``max(a, b)`` for floats: ``a`` unless ``b > a``."""
+    return b if b > a else a
+
+
+@inline
+def interp(x, xp, fp):
+    """``np.interp(x, xp, fp)`` for one value ``x`` on a strictly increasing grid ``xp``,
+    with numpy's arithmetic (bit for bit); numba's own ``np.interp`` checks its
+    arguments on every call, which costs more than the interpolation. A NaN ``x``
+    takes numpy's rules through it."""
+    n = xp.shape[0]
+    if x > xp[n - 1]:
+        return fp[n - 1]
+    if x < xp[0]:
+        return fp[0]
+    if math.isnan(x):
+        return np.interp(x, xp, fp)
+    # the last j with xp[j] <= x: a first guess as if the grid were uniform (it is, for
+    # the tables), then step to it
+    j = int((x - xp[0]) / (xp[n - 1] - xp[0]) * (n - 1)) if n > 1 else 0
+    j = min(max(j, 0), n - 1)
+    while j > 0 and xp[j] > x:
+        j -= 1
+    while j < n - 1 and xp[j + 1] <= x:
+        j += 1
+    if j == n - 1 or xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    y = slope * (x - xp[j]) + fp[j]
+    if math.isnan(y):  # numpy's second try, from the upper end of the interval
+        y = slope * (x - xp[j + 1]) + fp[j + 1]
+        if math.isnan(y) and fp[j] == fp[j + 1]:
+            y = fp[j]
+    return y
+
+
+@kernel
+def group_temps_kernel(temp_c, sensor_of_group, lo_c, hi_c, scratch, out):
+    """Each group's temperature from its sensor: ``out[g] = temp_c[sensor_of_group[g]]``.
+
+    A reading not strictly between ``lo_c`` and ``hi_c`` (not a number, an open or
+    shorted sensor) is replaced by the median of the valid readings (25 degC when
+    none is valid). ``scratch`` (n_sensors,) is work space. Returns the number of
+    invalid readings.
+    """
+    n_t = temp_c.shape[0]
+    n_ok = 0
+    for s in range(n_t):
+        x = temp_c[s]
+        if x > lo_c and x < hi_c:
+            scratch[n_ok] = x
+            n_ok += 1
+    fill = 25.0
+    if 0 < n_ok < n_t:
+        fill = np.median(scratch[:n_ok])  # a copy, only while a reading is invalid
+    for g in range(sensor_of_group.shape[0]):
+        x = temp_c[sensor_of_group[g]]
+        out[g] = x if (n_ok == n_t or (x > lo_c and x < hi_c)) else fill
+    return n_t - n_ok
+
+
+@kernel
+def soc_summary_kernel(soc, soc_grid, energy_grid):
+    """Lowest, highest and mean SOC of the groups, and the energy they hold above 0 %
+    SOC per unit capacity: the sum of ``np.interp(clip(soc, 0, 1), soc_grid,
+    energy_grid)``. A NaN SOC makes every figure NaN (as numpy's reductions do).
+    Sums run in order (numpy sums pairwise: the two differ by float rounding)."""
+    n = soc.shape[0]
+    lo = math.inf
+    hi = -math.inf
+    total = 0.0
+    energy = 0.0
+    for g in range(n):
+        z = soc[g]
+        lo = min(lo, z)
+        hi = max(hi, z)
+        total += z
+        energy += interp(min(max(z, 0.0), 1.0), soc_grid, energy_grid)
+    if math.isnan(total):
+        lo = math.nan
+        hi = math.nan
+    return lo, hi, total / n, energy
+
+
+@kernel
+def bled_charge_kernel(v, temp_c, mask, resistor_ohm, duty, dt_s, scratch, bled_as):
+    """The charge each closed bleed switch drew over the interval that ended, A*s:
+    ``bled_as[g] = v[g] / resistor_ohm * duty * dt_s`` where ``mask[g]``, else 0.
+
+    A cell voltage that is not finite counts at the median of the finite ones (0 V
+    when none is). ``scratch`` (n,) is work space. Returns (number of voltages not
+    finite, lowest voltage, highest temperature: NaN if one is NaN, -inf without
+    sensors), what decides whether balancing may go on.
+    """
+    n = v.shape[0]
+    n_ok = 0
+    v_min = math.inf
+    for g in range(n):
+        x = v[g]
+        if math.isfinite(x):
+            scratch[n_ok] = x
+            n_ok += 1
+            v_min = min(v_min, x)
+    fill = 0.0
+    if 0 < n_ok < n:
+        fill = np.median(scratch[:n_ok])
+    for g in range(n):
+        x = v[g]
+        if not math.isfinite(x):
+            x = fill
+        bled_as[g] = x / resistor_ohm * duty * dt_s if mask[g] else 0.0
+    t_max = -math.inf
+    for s in range(temp_c.shape[0]):
+        x = temp_c[s]
+        if math.isnan(x):
+            t_max = math.nan
+            break
+        t_max = max(t_max, x)
+    return n - n_ok, v_min, t_max
+
+
+@kernel
+def soc_excess_kernel(soc, capacity_as, threshold, remaining_as, demand, priority):
+    """SOC balancing's demand: once every group's charge target is bled (none left
+    above 0), a new target ``(soc - min soc) * capacity_as`` per group when the
+    largest excess passes ``threshold`` (none with a NaN SOC). Each group with charge
+    left to bleed asks (``demand``), the most left first (``priority``)."""
+    n = soc.shape[0]
+    busy = False
+    for g in range(n):
+        if remaining_as[g] > 0.0:
+            busy = True
+            break
+    if not busy:
+        lo = math.inf
+        has_nan = False
+        for g in range(n):
+            lo = min(lo, soc[g])
+            has_nan = has_nan or math.isnan(soc[g])
+        top = -math.inf
+        for g in range(n):
+            top = max(top, soc[g] - lo)
+        start = top > threshold and not has_nan
+        for g in range(n):
+            remaining_as[g] = (soc[g] - lo) * capacity_as if start else 0.0
+    for g in range(n):
+        demand[g] = remaining_as[g] > 0.0
+        priority[g] = remaining_as[g]
+
+
+# current limits: curve rows of ``curve_x``/``curve_y`` (the tables of CurrentLimitConfig,
+# each ``curve_n[k]`` points long) and the taper windows in ``taper_v``
+LC_CHARGE_TEMP = 0
+LC_CHARGE_SOC = 1
+LC_DISCHARGE_TEMP = 2
+LC_DISCHARGE_SOC = 3
+NLC = 4
+TP_CHARGE_START = 0
+TP_CHARGE_END = 1
+TP_DISCHARGE_START = 2
+TP_DISCHARGE_END = 3
+
+
+@inline
+def taper(v, start, end):
+    """1 before ``start``, 0 past ``end``, linear between (either direction)."""
+    return py_min(py_max((v - end) / (start - end), 0.0), 1.0)
+
+
+@kernel
+def current_limits_kernel(temp_c, cell_v, soc, curve_x, curve_y, curve_n, taper_v):
+    """Charge and discharge current limit per cell, A (both >= 0).
+
+    Each is the smaller of its temperature curve (at the coldest and at the hottest
+    finite reading, 25 degC without one, the smaller value) and its SOC curve (the
+    fullest group for charge, the emptiest for discharge), times the taper of the
+    highest (charge) or lowest (discharge) finite cell voltage; both 0 without a
+    finite cell voltage. Comparisons follow Python's ``min``/``max``.
+    """
+    t_lo = math.inf
+    t_hi = -math.inf
+    for s in range(temp_c.shape[0]):
+        x = temp_c[s]
+        if math.isfinite(x):
+            t_lo = min(t_lo, x)
+            t_hi = max(t_hi, x)
+    if t_lo > t_hi:  # no finite reading
+        t_lo = 25.0
+        t_hi = 25.0
+    z_lo = math.inf
+    z_hi = -math.inf
+    has_nan = False
+    for g in range(soc.shape[0]):
+        z = soc[g]
+        has_nan = has_nan or math.isnan(z)
+        z_lo = min(z_lo, z)
+        z_hi = max(z_hi, z)
+    if has_nan:
+        z_lo = math.nan
+        z_hi = math.nan
+    v_lo = math.inf
+    v_hi = -math.inf
+    for g in range(cell_v.shape[0]):
+        x = cell_v[g]
+        if math.isfinite(x):
+            v_lo = min(v_lo, x)
+            v_hi = max(v_hi, x)
+    if v_lo > v_hi:  # no finite cell voltage: no current allowed
+        return 0.0, 0.0
+    k = LC_CHARGE_TEMP
+    xs = curve_x[k, : curve_n[k]]
+    ys = curve_y[k, : curve_n[k]]
+    chg = py_min(interp(t_lo, xs, ys), interp(t_hi, xs, ys))
+    k = LC_CHARGE_SOC
+    chg = py_min(chg, interp(z_hi, curve_x[k, : curve_n[k]], curve_y[k, : curve_n[k]]))
+    k = LC_DISCHARGE_TEMP
+    xs = curve_x[k, : curve_n[k]]
+    ys = curve_y[k, : curve_n[k]]
+    dis = py_min(interp(t_lo, xs, ys), interp(t_hi, xs, ys))
+    k = LC_DISCHARGE_SOC
+    dis = py_min(dis, interp(z_lo, curve_x[k, : curve_n[k]], curve_y[k, : curve_n[k]]))
+    chg *= taper(v_hi, taper_v[TP_CHARGE_START], taper_v[TP_CHARGE_END])
+    dis *= taper(v_lo, taper_v[TP_DISCHARGE_START], taper_v[TP_DISCHARGE_END])
+    return chg, dis

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bms.config import CurrentLimitConfig
+from bms.firmware import kernels as K
 from bms.plant.sensors import Measurement
 
 __all__ = ["CurrentLimits", "Limits"]
@@ -27,38 +28,37 @@ class Limits:
     discharge_a: float
 
 
-def _taper(v: float, start: float, end: float) -> float:
-    """1 before ``start``, 0 past ``end``, linear between (either direction)."""
-    f = (v - end) / (start - end)
-    return min(max(f, 0.0), 1.0)
-
-
 class CurrentLimits:
     """Current limits from measurements and the SOC estimate."""
 
     def __init__(self, cfg: CurrentLimitConfig, n_parallel: int):
         self.cfg = cfg
         self.n_parallel = n_parallel
+        # the four curves as rows of one table (kernel layout, K.LC_*)
+        curves = {
+            K.LC_CHARGE_TEMP: (cfg.charge_temp_c, cfg.charge_vs_temp_a),
+            K.LC_CHARGE_SOC: (cfg.charge_soc, cfg.charge_vs_soc_a),
+            K.LC_DISCHARGE_TEMP: (cfg.discharge_temp_c, cfg.discharge_vs_temp_a),
+            K.LC_DISCHARGE_SOC: (cfg.discharge_soc, cfg.discharge_vs_soc_a),
+        }
+        width = max(len(xs) for xs, _ in curves.values())
+        self._curve_x = np.zeros((K.NLC, width))
+        self._curve_y = np.zeros((K.NLC, width))
+        self._curve_n = np.zeros(K.NLC, dtype=np.int64)
+        for k, (xs, ys) in curves.items():
+            self._curve_x[k, : len(xs)] = xs
+            self._curve_y[k, : len(ys)] = ys
+            self._curve_n[k] = len(xs)
+        self._taper_v = np.array([*cfg.charge_taper_v, *cfg.discharge_taper_v], dtype=float)
 
     def update(self, m: Measurement, soc: np.ndarray) -> Limits:
-        c = self.cfg
-        t = m.temp_c[np.isfinite(m.temp_c)]
-        t_lo, t_hi = (float(t.min()), float(t.max())) if t.size else (25.0, 25.0)
-
-        def over_temp(xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
-            return float(min(np.interp(t_lo, xs, ys), np.interp(t_hi, xs, ys)))
-
-        chg = min(
-            over_temp(c.charge_temp_c, c.charge_vs_temp_a),
-            float(np.interp(float(soc.max()), c.charge_soc, c.charge_vs_soc_a)),
+        chg, dis = K.current_limits_kernel(
+            m.temp_c,
+            m.cell_voltage_v,
+            soc,
+            self._curve_x,
+            self._curve_y,
+            self._curve_n,
+            self._taper_v,
         )
-        dis = min(
-            over_temp(c.discharge_temp_c, c.discharge_vs_temp_a),
-            float(np.interp(float(soc.min()), c.discharge_soc, c.discharge_vs_soc_a)),
-        )
-        v = m.cell_voltage_v[np.isfinite(m.cell_voltage_v)]
-        if v.size == 0:  # no valid cell voltage: no current allowed
-            return Limits(0.0, 0.0)
-        chg *= _taper(float(v.max()), *c.charge_taper_v)
-        dis *= _taper(float(v.min()), *c.discharge_taper_v)
         return Limits(chg * self.n_parallel, dis * self.n_parallel)

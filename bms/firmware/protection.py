@@ -116,7 +116,7 @@ class Protections:
         self._scratch = np.empty(n_groups)
         self._levels = np.zeros(len(self._names), dtype=np.int64)
         self._over_limit_s = {"charge_overcurrent": 0.0, "discharge_overcurrent": 0.0}
-        self._index = {name: k for k, name in enumerate(self._names)}
+        self._level_of = dict.fromkeys(self._names, 0)  # the kernel's levels, by name
         self.status = ProtectionStatus()
 
     def update(self, m: Measurement, dt_s: float, since_command_s: float) -> ProtectionStatus:
@@ -151,7 +151,8 @@ class Protections:
         st = self.status
         lv = st.levels
         if changed or len(lv) != len(self._names):
-            lv.update(zip(self._names, self._levels.tolist(), strict=True))
+            self._level_of = dict(zip(self._names, self._levels.tolist(), strict=True))
+            lv.update(self._level_of)
         st.worst_group["cell_overvoltage"] = i_max
         st.worst_group["cell_undervoltage"] = i_min
         if worst == 3:
@@ -164,27 +165,28 @@ class Protections:
         """A draw above the published current limit: the charge or discharge over-current
         check warns after ``limit_warning_s`` and faults (latched) after ``limit_fault_s``;
         its level is the higher of this and the fixed limits'. Run after :meth:`update`."""
-        cfg = self.cfg
-        st = self.status
         i = current_a if math.isfinite(current_a) else 0.0
-        for name, amps, limit in (
-            ("discharge_overcurrent", i, discharge_limit_a),
-            ("charge_overcurrent", -i, charge_limit_a),
-        ):
-            margin = max(cfg.limit_margin_a, cfg.limit_margin_rel * max(limit, 0.0))
-            over = amps > limit + margin
-            held = self._over_limit_s[name] + dt_s if over else 0.0
-            self._over_limit_s[name] = held
-            level = 0
-            if over and held >= cfg.limit_fault_s - 1e-9:
+        self._check_limit("discharge_overcurrent", i, discharge_limit_a, dt_s)
+        self._check_limit("charge_overcurrent", -i, charge_limit_a, dt_s)
+        return self.status
+
+    def _check_limit(self, name: str, amps: float, limit_a: float, dt_s: float) -> None:
+        """One direction of :meth:`check_limits`: ``amps`` drawn against ``limit_a``."""
+        cfg = self.cfg
+        margin = max(cfg.limit_margin_a, cfg.limit_margin_rel * max(limit_a, 0.0))
+        level = self._level_of[name]  # the fixed limits' level (the kernel's)
+        if amps > limit_a + margin:
+            held = self._over_limit_s[name] + dt_s
+            if held >= cfg.limit_fault_s - 1e-9:
                 level = 3
-            elif over and held >= cfg.limit_warning_s - 1e-9:
-                level = 1
-            combined = max(int(self._levels[self._index[name]]), level)
-            st.levels[name] = combined
-            if combined == 3:
-                st.latched.add(name)
-        return st
+            elif held >= cfg.limit_warning_s - 1e-9:
+                level = max(level, 1)
+        else:
+            held = 0.0
+        self._over_limit_s[name] = held
+        self.status.levels[name] = level
+        if level == 3:
+            self.status.latched.add(name)
 
     def reset(self) -> bool:
         """Clear the latched faults whose condition is gone; True when none is left."""

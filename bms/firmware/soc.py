@@ -59,8 +59,8 @@ class CellModel:
         t25 = np.abs(self.tables.temp_c - 25.0).argmin()
         ocv25 = self.tables.base[:, t25, L.T_OCV]
         soc = self.tables.soc
-        # cumulative energy per unit capacity, V * (unit SOC), at 25 degC
-        self._energy = np.concatenate(
+        # cumulative energy per unit capacity, V * (unit SOC), at 25 degC, over the SOC grid
+        self.energy_grid = np.concatenate(
             ([0.0], np.cumsum(0.5 * (ocv25[1:] + ocv25[:-1]) * np.diff(soc)))
         )
 
@@ -92,7 +92,7 @@ class CellModel:
 
     def energy_wh(self, soc: np.ndarray) -> float:
         """Energy above 0 % SOC held by groups at ``soc``, Wh (OCV at 25 degC)."""
-        e = np.interp(np.clip(soc, 0.0, 1.0), self.tables.soc, self._energy)
+        e = np.interp(np.clip(soc, 0.0, 1.0), self.tables.soc, self.energy_grid)
         return float(e.sum() * self.capacity_as / 3600.0)
 
 
@@ -108,10 +108,11 @@ class PackSoc:
 
     @classmethod
     def of(cls, soc: np.ndarray, model: CellModel) -> PackSoc:
-        lo, hi = float(soc.min()), float(soc.max())
+        lo, hi, mean, energy = K.soc_summary_kernel(soc, model.tables.soc, model.energy_grid)
         den = lo + 1.0 - hi
         display = lo / den if den > 0 else 0.0
-        return cls(lo, hi, float(soc.mean()), min(max(display, 0.0), 1.0), model.energy_wh(soc))
+        soe_wh = energy * model.capacity_as / 3600.0
+        return cls(lo, hi, mean, min(max(display, 0.0), 1.0), soe_wh)
 
 
 class SocEstimator:
@@ -133,19 +134,19 @@ class SocEstimator:
         lo = order[np.clip(pos - 1, 0, order.size - 1)]
         hi = order[np.clip(pos, 0, order.size - 1)]
         g = np.arange(n_groups)
-        self._sensor = np.where(
-            np.abs(sensor_groups[lo] - g) <= np.abs(sensor_groups[hi] - g), lo, hi
+        self._sensor = np.ascontiguousarray(
+            np.where(np.abs(sensor_groups[lo] - g) <= np.abs(sensor_groups[hi] - g), lo, hi),
+            dtype=np.int64,
         )
+        self._temp_scratch = np.empty(sensor_groups.size)
 
     def group_temps(self, m: Measurement) -> np.ndarray:
         """Each group's temperature from its nearest sensor; an invalid reading (not finite,
         or an open or shorted sensor outside -39..125 degC) is replaced by the median of
         the valid ones (25 degC when none is valid)."""
-        t = m.temp_c
-        valid = np.isfinite(t) & (t > -39.0) & (t < 125.0)
-        if not valid.all():
-            t = np.where(valid, t, float(np.median(t[valid])) if valid.any() else 25.0)
-        return np.ascontiguousarray(t[self._sensor])
+        out = np.empty(self.n_groups)
+        K.group_temps_kernel(m.temp_c, self._sensor, -39.0, 125.0, self._temp_scratch, out)
+        return out
 
     def initialise(self, m: Measurement, soc: np.ndarray | None = None) -> None:
         """Start from given SOCs (from persistent memory) or from the rest OCV."""

@@ -32,11 +32,14 @@ class Contactors:
         self._closed = False
         self._precharging = False
         self._v_target = 0.0
+        self._feedback = (False, False, False)
 
     def _update(self) -> None:
-        act = self.actual
-        self._closed = act["main_pos"] and act["main_neg"]
-        self._precharging = (not self._closed) and act["precharge"] and act["main_neg"]
+        c, w = self.commanded, self.welded
+        pos, neg, pre = (c[k] or w[k] for k in CONTACTORS)
+        self._feedback = (pos, neg, pre)
+        self._closed = pos and neg
+        self._precharging = (not self._closed) and pre and neg
 
     def command(self, **states: bool) -> None:
         """Command contactors: ``command(main_neg=True, precharge=True)``."""
@@ -52,7 +55,12 @@ class Contactors:
     @property
     def actual(self) -> dict[str, bool]:
         """Real position of each contactor (what auxiliary contacts report)."""
-        return {k: self.commanded[k] or self.welded[k] for k in CONTACTORS}
+        return dict(zip(CONTACTORS, self._feedback, strict=True))
+
+    @property
+    def feedback(self) -> tuple[bool, bool, bool]:
+        """:attr:`actual` as (main_pos, main_neg, precharge), without building a dict."""
+        return self._feedback
 
     @property
     def closed(self) -> bool:

@@ -183,8 +183,16 @@ def step_kernel(x, p, g, tab, m, current_a, dt_s, n_par, out):
     eta = m[M_ETA]
     amb = m[M_AMBIENT]
     if dt_s != m[M_LAST_DT]:
+        # cells share their thermal time constant unless configured apart: one exp for
+        # each run of equal ones (the same expression, so the same value)
+        tau_last = math.nan
+        decay = 1.0
         for c in range(n_cells):
-            p[P_THDECAY, c] = math.exp(-dt_s / (p[P_RTH, c] * p[P_CTH, c]))
+            tau = p[P_RTH, c] * p[P_CTH, c]
+            if tau != tau_last:
+                decay = math.exp(-dt_s / tau)
+                tau_last = tau
+            p[P_THDECAY, c] = decay
         m[M_LAST_DT] = dt_s
     v_pack = 0.0
     vmin = math.inf
@@ -414,3 +422,12 @@ def run_kernel(x, p, g, tab, m, current_a, dt_s, n_par, trace, snap, snap_every)
                 snap[k, 2, c] = x[X_I, c]
             k += 1
     return k
+
+
+@kernel
+def bleed_kernel(on, g_bleed, bleed_on, g):
+    """Set the balancing switches: ``bleed_on`` = ``on`` and each group's bleed
+    conductance ``g[G_BLEED_G]``, ``g_bleed`` (S) where the switch is closed, else 0."""
+    for s in range(on.shape[0]):
+        bleed_on[s] = on[s]
+        g[G_BLEED_G, s] = g_bleed if on[s] else 0.0

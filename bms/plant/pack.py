@@ -19,7 +19,7 @@ from bms.config import Config
 from bms.errors import InputError
 from bms.plant import layout as L
 from bms.plant.contactors import Contactors
-from bms.plant.kernels import run_kernel, step_kernel, step_n_kernel
+from bms.plant.kernels import bleed_kernel, run_kernel, step_kernel, step_n_kernel
 from bms.plant.sensors import Sensors
 from bms.plant.tables import KernelTables
 
@@ -287,6 +287,7 @@ class Pack:
         step_n_kernel(
             self._x, self._p, self._g, tab, self._m, 0.0, 1e-9, 1, self.n_parallel, self._out
         )
+        bleed_kernel(self._bleed_on.copy(), self._g_bleed, self._bleed_on, self._g)
         self.sensors.warm_up()
         self._x[:], self._g[:], self._m[:], self._p[:] = saved
 
@@ -300,8 +301,7 @@ class Pack:
                 f"balancing mask: needs {self.n_series} values (one per series "
                 f"group), got shape {mask.shape}"
             )
-        self._bleed_on[:] = mask
-        self._g[L.G_BLEED_G] = np.where(mask, self._g_bleed, 0.0)
+        bleed_kernel(mask, self._g_bleed, self._bleed_on, self._g)
 
     @property
     def bleed_on(self) -> np.ndarray:

@@ -110,6 +110,48 @@ class Measurement:
     contactor_feedback: dict[str, bool]
 
 
+class _NormalStream:
+    """Standard normal draws of one generator, handed out in order.
+
+    Drawn in blocks (a block costs about what twenty single draws do, and a reading
+    takes one to a few hundred values); an array draw of numpy's ``Generator`` is the
+    same sequence as single draws, so the readings of a seed do not depend on how the
+    stream is cut.
+    """
+
+    BLOCK = 1024
+
+    def __init__(self, rng: np.random.Generator):
+        self._rng = rng
+        self._block = np.empty(0)
+        self._pos = self.BLOCK  # drawn on first use
+
+    def _refill(self) -> None:
+        self._block = self._rng.standard_normal(self.BLOCK)
+        self._pos = 0
+
+    def scalar(self) -> float:
+        """The next value."""
+        if self._pos >= self.BLOCK:
+            self._refill()
+        v: float = self._block.item(self._pos)
+        self._pos += 1
+        return v
+
+    def fill(self, out: np.ndarray) -> np.ndarray:
+        """``out`` (1-D) filled with the next ``out.size`` values."""
+        done = 0
+        n = out.size
+        while done < n:
+            if self._pos >= self.BLOCK:
+                self._refill()
+            k = min(n - done, self.BLOCK - self._pos)
+            out[done : done + k] = self._block[self._pos : self._pos + k]
+            self._pos += k
+            done += k
+        return out
+
+
 class _Channel:
     """One analogue channel with a fixed offset and gain drawn from the seed."""
 
@@ -132,7 +174,7 @@ class Sensors:
         sc = cfg.sensors
         self.cfg = sc
         rng = np.random.default_rng(sc.seed)
-        self._rng = np.random.default_rng([sc.seed, 1])  # per-sample noise stream
+        self._noise = _NormalStream(np.random.default_rng([sc.seed, 1]))  # per-sample noise
         n_s = pack.n_series
         cv = sc.cell_voltage
         self._cv_gain = rng.normal(0.0, cv.gain_error, n_s) if cv.gain_error > 0 else np.zeros(n_s)
@@ -172,8 +214,7 @@ class Sensors:
 
     def cell_voltages(self) -> np.ndarray:
         """Sample the cell-voltage ADC of every series group, V."""
-        self._rng.standard_normal(out=self._cv_noise)
-        return self._cell_voltages(self._cv_noise)
+        return self._cell_voltages(self._noise.fill(self._cv_noise))
 
     def _cell_voltages(self, noise: np.ndarray) -> np.ndarray:
         cv = self.cfg.cell_voltage
@@ -193,8 +234,7 @@ class Sensors:
 
     def temperatures(self) -> np.ndarray:
         """Sample every temperature sensor, degC (faults applied)."""
-        self._rng.standard_normal(out=self._t_noise)
-        return self._temperatures(self._t_noise, self._t_last)
+        return self._temperatures(self._noise.fill(self._t_noise), self._t_last)
 
     def _temperatures(self, noise: np.ndarray, last: np.ndarray) -> np.ndarray:
         tc = self.cfg.temperature
@@ -216,7 +256,7 @@ class Sensors:
 
     def current(self) -> float:
         """Sample the pack current sensor, A (+ = discharge)."""
-        return self._current(float(self._rng.standard_normal()))
+        return self._current(self._noise.scalar())
 
     def _current(self, noise: float) -> float:
         c = self.cfg.current
@@ -229,18 +269,16 @@ class Sensors:
         return _quantise(i, c.resolution_a, -c.full_scale_a, c.full_scale_a)
 
     def pack_voltage(self) -> float:
-        return self._pack_ch.read(self._pack.voltage_v, float(self._rng.standard_normal()))
+        return self._pack_ch.read(self._pack.voltage_v, self._noise.scalar())
 
     def bus_voltage(self) -> float:
-        return self._bus_ch.read(
-            self._pack.contactors.bus_voltage_v, float(self._rng.standard_normal())
-        )
+        return self._bus_ch.read(self._pack.contactors.bus_voltage_v, self._noise.scalar())
 
     def measure(self) -> Measurement:
         """Sample every sensor once (one draw of noise for the whole sample)."""
         pack = self._pack
         n_s, n_t = self._cv_noise.size, self._t_noise.size
-        noise = self._rng.standard_normal(n_s + n_t + 3)
+        noise = self._noise.fill(np.empty(n_s + n_t + 3))
         tail = noise[n_s + n_t :].tolist()
         return Measurement(
             time_s=pack.time_s,

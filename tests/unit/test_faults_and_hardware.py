@@ -8,6 +8,8 @@ from conftest import make_pack
 
 from bms import InputError
 from bms.config import ModelConfig
+from bms.plant import layout as L
+from bms.plant.kernels import bleed_kernel
 
 ISOTHERMAL = ModelConfig(thermal=False, self_discharge=False)
 
@@ -119,3 +121,17 @@ def test_ambient_temperature_drives_the_cells_toward_it() -> None:
     assert pack.temp_c[0, 0] == pytest.approx(5.0 + 20.0 * np.exp(-1.0), rel=1e-9)
     with pytest.raises(InputError, match="ambient_temp_c"):
         pack.ambient_temp_c = float("nan")
+
+
+def test_bleed_kernel_sets_switches_and_conductances(rng) -> None:
+    """The kernel behind set_bleed against numpy: the mask and V/R only where closed."""
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        on = rng.random(n) < 0.5
+        bleed_on = rng.random(n) < 0.5
+        g = rng.uniform(0, 1, (L.NG, n))
+        want = g.copy()
+        want[L.G_BLEED_G] = np.where(on, 1 / 33.0, 0.0)
+        bleed_kernel(on, 1 / 33.0, bleed_on, g)
+        assert bleed_on.tolist() == on.tolist()
+        np.testing.assert_array_equal(g, want)

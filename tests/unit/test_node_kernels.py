@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bms.canbus.nodes import extremes_kernel
+from bms.canbus.nodes import extremes_kernel, fresh_copy_kernel
 
 
 def test_extremes_kernel_equals_numpy_nan_functions(rng) -> None:
@@ -23,3 +23,17 @@ def test_extremes_kernel_equals_numpy_nan_functions(rng) -> None:
         assert lo == np.nanargmin(finite) and hi == np.nanargmax(finite)
         assert out[0] == np.nanmin(finite) and out[1] == np.nanmax(finite)
         np.testing.assert_allclose(out[2], np.nanmean(finite), rtol=1e-12)
+
+
+def test_fresh_copy_kernel_equals_numpy_masking(rng) -> None:
+    for _ in range(300):
+        n = int(rng.integers(0, 40))
+        values = rng.normal(3.3, 0.02, n)
+        rx_time_s = rng.uniform(0.0, 1.0, n)
+        rx_time_s[rng.random(n) < 0.1] = -np.inf  # never received
+        oldest_s = float(rng.uniform(0.0, 1.0))
+        out = np.zeros(n)
+        n_stale = fresh_copy_kernel(values, rx_time_s, oldest_s, out)
+        want = np.where(rx_time_s < oldest_s, np.nan, values)
+        np.testing.assert_array_equal(out, want)
+        assert n_stale == int((rx_time_s < oldest_s).sum())

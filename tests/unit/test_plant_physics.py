@@ -19,6 +19,7 @@ from twin import Twin
 
 from bms import Chemistry, InputError, load_chemistry
 from bms.config import ModelConfig, SpreadConfig
+from bms.plant import layout as L
 
 R0, R1, TAU1, R2, TAU2 = 1.0e-3, 0.5e-3, 10.0, 0.3e-3, 400.0
 Q_AS = 100.0 * 3600.0  # toy capacity
@@ -127,6 +128,19 @@ def test_thermal_steady_state(flat_chem):
     t_inf = 25.0 + current**2 * (R0 + R1 + R2) / g
     np.testing.assert_allclose(pack.temp_c[0, 0], t_inf, rtol=0, atol=1e-9)
     np.testing.assert_allclose(pack.heat_w[0, 0], current**2 * (R0 + R1 + R2), rtol=1e-9)
+
+
+def test_thermal_decay_of_each_cell_follows_its_own_time_constant(toy_chem, rng):
+    """The kernel computes exp(-dt / (Rth Cth)) once per run of equal time constants:
+    cells configured apart still get their own factor, for every new step length."""
+    pack = make_pack(toy_chem, series=6, parallel=2)
+    p = pack._p
+    p[L.P_RTH] = np.repeat(rng.uniform(0.1, 2.0, 4), 3)  # runs of equal ones, then apart
+    p[L.P_RTH, -1] = 5.0
+    for dt in (0.01, 0.02, 0.01, 1.0):
+        pack.step(10.0, dt)
+        want = np.exp(-dt / (p[L.P_RTH] * p[L.P_CTH]))
+        np.testing.assert_array_equal(p[L.P_THDECAY], want)
 
 
 # ----------------------------------------------------------------------------- charge balance

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from bms.plant.sensors import sense_cell_voltages, sense_temperatures
+from bms.plant.sensors import _NormalStream, sense_cell_voltages, sense_temperatures
 
 
 def twin_cell_voltages(v_group, gain, offset, noise, noise_v, lsb_v, full_scale_v, wire_open):
@@ -80,3 +80,17 @@ def test_temperature_kernel_matches_twin(rng) -> None:
         sense_temperatures(cell_t, cells, offset, noise, 0.2, lsb, mode, last_k, -40.0, 150.0, out)
         np.testing.assert_allclose(out, want, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(last_k, out)  # the kernel remembers its readings
+
+
+def test_noise_stream_is_the_generators_single_draws_in_order(rng) -> None:
+    """Block draws cut into readings of any size give the values of one draw at a time."""
+    seed = int(rng.integers(1 << 31))
+    stream = _NormalStream(np.random.default_rng(seed))
+    single = np.random.default_rng(seed)
+    for _ in range(400):
+        k = int(rng.integers(0, 700))
+        if rng.random() < 0.5:
+            got = [stream.scalar() for _ in range(k)]
+        else:
+            got = stream.fill(np.empty(k)).tolist()
+        assert got == [float(single.standard_normal()) for _ in range(k)]
