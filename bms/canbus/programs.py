@@ -25,8 +25,10 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bms.canbus.crc import CRC8_TABLES
+
 if TYPE_CHECKING:
-    from bms.canbus.binding import Page
+    from bms.canbus.binding import BoundMessage, Page
     from bms.canbus.link import CanLink, NodeIO, _Rx, _Tx
 
 __all__ = ["receive_program", "send_program"]
@@ -111,7 +113,7 @@ def send_program(tx: _Tx, page: Page) -> Encoder:
     else:
         src.add(f"    data = bytearray({as_dict})")
     if bm.crc_byte >= 0:
-        src.add(f"    data[{bm.crc_byte}] = _crc({_payload(bm.crc_byte, codec.length)})")
+        src.add(f"    data[{bm.crc_byte}] = {_crc_expr(src, bm, codec.length)}")
     src.add("    return data")
     fn: Encoder = src.build("encode", f"send {bm.name}")
     return fn
@@ -134,7 +136,7 @@ def receive_program(link: CanLink, rx: _Rx) -> Receiver:
     )
     if bm.crc_byte >= 0:
         src.add(
-            f"    if _crc({_payload(bm.crc_byte, codec.length)}) != data[{bm.crc_byte}]:",
+            f"    if {_crc_expr(src, bm, codec.length)} != data[{bm.crc_byte}]:",
             f"        _count('bad_crc', {fid}, {c(name + ': CRC mismatch')}, t_s)",
             "        return",
         )
@@ -255,6 +257,22 @@ def _store_lines(
             src.add(f"    {dest} = int(v) if v == v else -1")
         else:
             src.add(f"    {dest} = v / {c(s.factor)}")
+
+
+def _crc_expr(src: _Src, bm: BoundMessage, length: int) -> str:
+    """The expression of the CRC a frame ``data`` of ``bm`` must carry: the table-driven
+    CRC-8 unrolled over every byte but its own (the registered function when the
+    algorithm has no table); it needs ``_crc`` in ``src.ns`` for the latter."""
+    table = CRC8_TABLES.get(bm.crc_algorithm)
+    if table is None:
+        return f"_crc({_payload(bm.crc_byte, length)})"
+    values, start, xorout = table
+    src.ns["_t"] = tuple(int(x) for x in values)
+    expr = str(start)
+    for b in range(length):
+        if b != bm.crc_byte:
+            expr = f"_t[{expr} ^ data[{b}]]"
+    return f"({expr} ^ {xorout})"
 
 
 def _payload(crc_byte: int, length: int) -> str:
