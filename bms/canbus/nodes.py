@@ -287,6 +287,7 @@ class BmsNode(Node):
         self.startup_timeout_s = 3.0
         self._groups: dict[str, tuple[bool, ...]] = {}
         self._stats = np.zeros(3)
+        self._cap_stats = np.zeros(3)
         self._v = self.array("cell_voltage_v")
         self._t = self.array("temp_c")
         self._v_in = np.full(n_s, math.nan)
@@ -460,7 +461,8 @@ class BmsNode(Node):
                 o["soc_mean_perc"] = 100.0 * soc.mean
                 o["soe_kwh"] = soc.soe_wh / 1000.0
             nominal = bms.model.capacity_as / 3600.0
-            cap = float(bms.soh.capacity_ah.min())
+            extremes_kernel(bms.soh.capacity_ah, self._cap_stats)  # the weakest group's
+            cap = float(self._cap_stats[0])
             o["soh_perc"] = min(100.0, 100.0 * cap / nominal) if nominal > 0 else 0.0
         if g_cell:
             lo, hi, _ = extremes_kernel(self._v_in, self._stats)
