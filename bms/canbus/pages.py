@@ -210,7 +210,7 @@ class PagedArray:
         self.length = codec.length
         self.factor = float(first[0].factor)
         self.as_flag = first[0].kind == "flag"
-        rows = layouts  # k elements, the page number, the counter (or None)
+        rows = layouts  # the k elements, the page number, the counter (None: no counter)
         self.lay_i = np.zeros((k + 2, 4), np.int64)
         self.lay_f = np.zeros((k + 2, 5), np.float64)
         self.masks = np.zeros(k + 2, np.uint64)
@@ -283,6 +283,8 @@ class PagedArray:
         counter_lay = codec.bit_layout(bm.counter) if bm.counter is not None else None
         if page_lay is None or (bm.counter is not None and counter_lay is None):
             return None
+        if bm.crc_byte >= 0 and bm.crc_algorithm not in CRC8_TABLES:
+            return None  # a CRC without a table: the registered function, frame by frame
         n = sum(len(pg.slots) for pg in bm.pages)
         return cls(bm, [*layouts, page_lay, counter_lay], n, value_range)
 
