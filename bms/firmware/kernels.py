@@ -664,6 +664,20 @@ def taper(v, start, end):
     return py_min(py_max((v - end) / (start - end), 0.0), 1.0)
 
 
+@inline
+def finite_range(x):  # pragma: no cover - numba
+    """The lowest and highest finite value of ``x`` (Python's ``min``/``max``); (inf, -inf)
+    when none is finite."""
+    lo = math.inf
+    hi = -math.inf
+    for i in range(x.shape[0]):
+        v = x[i]
+        if math.isfinite(v):
+            lo = min(lo, v)
+            hi = max(hi, v)
+    return lo, hi
+
+
 @kernel
 def current_limits_kernel(temp_c, cell_v, soc, curve_x, curve_y, curve_n, taper_v):
     """Charge and discharge current limit per cell, A (both >= 0).
@@ -674,13 +688,7 @@ def current_limits_kernel(temp_c, cell_v, soc, curve_x, curve_y, curve_n, taper_
     highest (charge) or lowest (discharge) finite cell voltage; both 0 without a
     finite cell voltage. Comparisons follow Python's ``min``/``max``.
     """
-    t_lo = math.inf
-    t_hi = -math.inf
-    for s in range(temp_c.shape[0]):
-        x = temp_c[s]
-        if math.isfinite(x):
-            t_lo = min(t_lo, x)
-            t_hi = max(t_hi, x)
+    t_lo, t_hi = finite_range(temp_c)
     if t_lo > t_hi:  # no finite reading
         t_lo = 25.0
         t_hi = 25.0
@@ -695,13 +703,7 @@ def current_limits_kernel(temp_c, cell_v, soc, curve_x, curve_y, curve_n, taper_
     if has_nan:
         z_lo = math.nan
         z_hi = math.nan
-    v_lo = math.inf
-    v_hi = -math.inf
-    for g in range(cell_v.shape[0]):
-        x = cell_v[g]
-        if math.isfinite(x):
-            v_lo = min(v_lo, x)
-            v_hi = max(v_hi, x)
+    v_lo, v_hi = finite_range(cell_v)
     if v_lo > v_hi:  # no finite cell voltage: no current allowed
         return 0.0, 0.0
     k = LC_CHARGE_TEMP
