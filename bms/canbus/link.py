@@ -161,8 +161,7 @@ class _Tx:
         self.bm = bm
         self.codec = bm.codec
         self.count = 0
-        crc = CRC8[bm.crc_algorithm]
-        self.crc_fn, self.crc_batch = crc
+        self.crc_fn = CRC8[bm.crc_algorithm][0]
         self.bits = frame_bits(bm.codec.length, bm.codec.is_extended)
         self.fid, self.ext = bm.codec.frame_id, bm.codec.is_extended
         self.key = bm.key
@@ -470,12 +469,7 @@ class CanLink:
         for role in rx.bm.receivers:
             node = self.nodes.get(role)
             if node is not None:
-                self._deliver(t_s, rx, node, bytes(msg.data))
-
-    def _deliver(self, t_s: float, rx: _Rx, node: NodeIO, data: bytes | bytearray) -> None:
-        """One frame into one receiving node, through every check (the compiled program
-        of :mod:`bms.canbus.programs`)."""
-        rx.deliver(t_s, data, node)
+                rx.deliver(t_s, bytes(msg.data), node)
 
     def _deliver_batch(self, t_s: float, rx: _Rx, node: NodeIO, data: np.ndarray) -> None:
         """Every page of an array message at once, with the checks of frame by frame."""

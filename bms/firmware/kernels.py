@@ -317,6 +317,19 @@ PR_CHARGE_A = 7
 NPR = 8
 
 
+@inline
+def gather_inside(x, lo, hi, out):  # pragma: no cover - numba
+    """The values of ``x`` strictly between ``lo`` and ``hi`` (not NaN), in order, into the
+    start of ``out``; returns how many."""
+    n = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v > lo and v < hi:
+            out[n] = v
+            n += 1
+    return n
+
+
 @kernel
 def protection_kernel(
     v,
@@ -386,12 +399,7 @@ def protection_kernel(
     # an implausible reading is a sensing fault, not an over- or under-voltage
     fill = 3.0
     if 0 < n_ok < n:
-        k = 0
-        for g in range(n):
-            x = v[g]
-            if x > v_lo and x < v_hi:
-                scratch[k] = x
-                k += 1
+        gather_inside(v, v_lo, v_hi, scratch)
         fill = np.median(scratch[:n_ok])  # a copy, only while a reading is implausible
     # ---- temperatures: plausible extremes, frozen readings
     n_t = t.shape[0]
@@ -541,12 +549,7 @@ def group_temps_kernel(temp_c, sensor_of_group, lo_c, hi_c, scratch, out):
     invalid readings.
     """
     n_t = temp_c.shape[0]
-    n_ok = 0
-    for s in range(n_t):
-        x = temp_c[s]
-        if x > lo_c and x < hi_c:
-            scratch[n_ok] = x
-            n_ok += 1
+    n_ok = gather_inside(temp_c, lo_c, hi_c, scratch)
     fill = 25.0
     if 0 < n_ok < n_t:
         fill = np.median(scratch[:n_ok])  # a copy, only while a reading is invalid

@@ -115,39 +115,12 @@ class Scheduler:
         return time.perf_counter() - self._wall0
 
     def run_until(self, end_s: float) -> float:
-        """Run every event up to and including ``end_s``; returns the time reached."""
+        """Run every event up to and including ``end_s``; returns the time reached. (The
+        loop runs some 600 events per simulated second: a task's run is inlined.)"""
         self._stopped = False
         rt = self.speed is not None
         if rt and self.stats.events == 0:
             self._wall0 = time.perf_counter() - self.now_s / self.speed  # type: ignore[operator]
-        if not rt:
-            return self._run_virtual(end_s)
-        queue = self._queue
-        stats = self.stats
-        while queue and not self._stopped:
-            t, _, _, item = queue[0]
-            if t > end_s + _EPS_S:
-                break
-            if rt:
-                self._wait_until(t)
-                if self._stopped:
-                    break
-            heapq.heappop(queue)
-            self.now_s = t
-            stats.events += 1
-            if isinstance(item, Task):
-                self._run_task(item, t)
-            else:
-                item(t)
-        if not self._stopped and self.now_s < end_s:
-            if rt:
-                self._wait_until(end_s)
-            self.now_s = max(self.now_s, end_s)
-        return self.now_s
-
-    def _run_virtual(self, end_s: float) -> float:
-        """:meth:`run_until` on virtual time: the same steps as :meth:`_run_task` and
-        :meth:`_push`, inlined (this loop runs some 600 events per simulated second)."""
         queue = self._queue
         stats = self.stats
         pop, push = heapq.heappop, heapq.heappush
@@ -156,43 +129,45 @@ class Scheduler:
             t, _, _, item = queue[0]
             if t > limit:
                 break
+            if rt:
+                self._wait_until(t)
+                if self._stopped:
+                    break
             pop(queue)
             self.now_s = t
             stats.events += 1
-            if isinstance(item, Task):
-                if not item.active:
-                    continue
-                item.fn(t)
-                item.runs += 1
-                item.k += 1
-                nxt = item.start_s + item.k * item.period_s
-                item.next_s = nxt
-                push(queue, (nxt, item.priority, self._seq, item))
-                self._seq += 1
-            else:
+            if not isinstance(item, Task):
                 item(t)
+                continue
+            if not item.active:
+                continue
+            item.fn(t)
+            item.runs += 1
+            item.k += 1
+            nxt = item.start_s + item.k * item.period_s
+            if rt:
+                nxt = self._skip_overrun(item, nxt)
+            item.next_s = nxt
+            push(queue, (nxt, item.priority, self._seq, item))
+            self._seq += 1
         if not self._stopped and self.now_s < end_s:
-            self.now_s = end_s
+            if rt:
+                self._wait_until(end_s)
+            self.now_s = max(self.now_s, end_s)
         return self.now_s
 
-    def _run_task(self, task: Task, t_s: float) -> None:
-        if not task.active:
-            return
-        task.fn(t_s)
-        task.runs += 1
-        task.k += 1
-        nxt = task.start_s + task.k * task.period_s
-        if self.speed is not None:
-            now_sim = (time.perf_counter() - self._wall0) * self.speed
-            if now_sim > nxt + _EPS_S:  # overran its next deadline: skip, do not catch up
-                missed = int((now_sim - nxt) / task.period_s) + 1
-                self.stats.overruns += 1
-                self.stats.skipped_periods += missed
-                task.skipped += missed
-                task.k += missed
-                nxt = task.start_s + task.k * task.period_s
-        task.next_s = nxt
-        self._push(nxt, task, task.priority)
+    def _skip_overrun(self, task: Task, nxt: float) -> float:
+        """Real time: a task that ran past its next deadline skips the periods it missed
+        (counted), as an ECU does, instead of catching up; returns its next deadline."""
+        now_sim = (time.perf_counter() - self._wall0) * self.speed  # type: ignore[operator]
+        if now_sim <= nxt + _EPS_S:
+            return nxt
+        missed = int((now_sim - nxt) / task.period_s) + 1
+        self.stats.overruns += 1
+        self.stats.skipped_periods += missed
+        task.skipped += missed
+        task.k += missed
+        return task.start_s + task.k * task.period_s
 
     def _wait_until(self, t_s: float) -> None:
         speed = self.speed
