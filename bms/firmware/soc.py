@@ -149,13 +149,19 @@ class SocEstimator:
         return out
 
     def initialise(self, m: Measurement, soc: np.ndarray | None = None) -> None:
-        """Start from given SOCs (from persistent memory) or from the rest OCV."""
+        """Start from given SOCs (from persistent memory) or from the rest OCV. A group
+        without a valid reading at that moment (a frame lost at power-on) starts from the
+        median of the others, 50 % when no group has one: a number the estimator then
+        corrects, never a NaN it would carry for ever."""
         if soc is not None and np.all(np.isfinite(soc)):
             self.soc[:] = soc
             return
         temps = self.group_temps(m)
         for g in range(self.n_groups):
             self.soc[g] = self.model.soc_from_ocv(float(m.cell_voltage_v[g]), float(temps[g]))[0]
+        known = np.isfinite(self.soc)
+        if not known.all():
+            self.soc[~known] = float(np.median(self.soc[known])) if known.any() else 0.5
 
     def update(self, m: Measurement, dt_s: float) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -109,8 +109,14 @@ class SohEstimator:
         return int(self._samples.max())
 
     def _r0(self, soc: np.ndarray, temps: np.ndarray) -> np.ndarray:
-        """The cell model's R0 of every group at its SOC and temperature (bilinear), ohm."""
+        """The cell model's R0 of every group at its SOC and temperature (bilinear), ohm;
+        NaN for a group whose SOC or temperature is not a number (its step is then not
+        used)."""
         g, base = self.model.grid, self.model.tables.base
+        unknown = ~(np.isfinite(soc) & np.isfinite(temps))
+        if unknown.any():
+            soc = np.where(unknown, 0.5, soc)
+            temps = np.where(unknown, 25.0, temps)
         fi = (np.clip(soc, 0.0, 1.0) - g["soc0"]) * g["soc_inv"]
         i = np.clip(np.floor(fi), 0, g["nsoc"] - 2).astype(np.int64)
         wi = np.clip(fi - i, 0.0, 1.0)
@@ -124,4 +130,7 @@ class SohEstimator:
             + (1 - wi) * wj * r[i, j + 1]
             + wi * wj * r[i + 1, j + 1]
         )
-        return r0 / self.model.n_parallel
+        r0 = r0 / self.model.n_parallel
+        if unknown.any():
+            r0[unknown] = np.nan
+        return r0

@@ -238,3 +238,18 @@ def test_ekf_recovers_from_a_20_percent_initial_error_and_charge_counting_does_n
     assert np.abs(ekf[last_hour]).max() <= 0.05  # back inside the accuracy band
     assert _rmse(ekf) < 0.5 * _rmse(cc)
     assert np.abs(cc[: 5 * 36_000]).min() > 0.15  # no correction on the plateau drive
+
+
+@pytest.mark.parametrize("name", ["coulomb", "ekf"])
+def test_a_reading_lost_at_power_on_starts_from_the_other_groups(name: str) -> None:
+    pack = make_pack(series=6, soc=0.3, spread=NO_SPREAD)
+    (est,) = _estimators(pack, name)
+    m = pack.sensors.measure()
+    m.cell_voltage_v[[1, 4]] = np.nan  # two pages not (yet) received
+    est.initialise(m)
+    assert np.all(np.isfinite(est.soc))
+    others = np.delete(est.soc, [1, 4])
+    assert est.soc[1] == est.soc[4] == pytest.approx(float(np.median(others)))
+    m.cell_voltage_v[:] = np.nan  # nothing at all: mid-range, for the estimator to correct
+    est.initialise(m)
+    np.testing.assert_array_equal(est.soc, 0.5)

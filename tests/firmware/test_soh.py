@@ -77,3 +77,21 @@ def test_a_step_no_cell_can_have_leaves_the_resistance_factor_alone() -> None:
     assert soh.resistance_samples == 1
     assert soh.resistance_factor[2] == 1.0
     np.testing.assert_allclose(soh.resistance_factor[[0, 1, 3]], 1.5, rtol=1e-9)
+
+
+def test_a_group_without_an_soc_is_left_out_of_the_resistance_estimate() -> None:
+    # an SOC that is not a number (it must not happen; if it does) costs that group its
+    # resistance sample, not the firmware's task
+    pack = make_pack(series=6, soc=0.6, spread=NO_SPREAD)
+    pack.inject_weak_cell(2, capacity_factor=1.0, resistance_factor=2.0)
+    est, soh = _setup(pack, SocConfig())
+    for k in range(400):
+        pack.step(280.0 if (k // 50) % 2 else 0.0, 0.01)
+        m = pack.sensors.measure()
+        est.update(m, 0.01)
+        soc = est.soc.copy()
+        soc[5] = np.nan
+        soh.update(m, 0.01, soc, est.group_temps(m))
+    assert soh.resistance_samples >= 6
+    assert soh.resistance_factor[5] == 1.0  # never touched
+    assert soh.resistance_factor[2] == pytest.approx(2.0, rel=0.1)
