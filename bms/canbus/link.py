@@ -308,6 +308,13 @@ class CanLink:
         self.tx_filter: Callable[[float, BoundMessage, bytearray], bytes | None] | None = None
         self.filtered: set[str] = set()  # messages the filter sees (they go frame by frame)
 
+    def warm_up(self) -> None:
+        """Compile (or load) the kernels of the paged messages before the bus goes live: a
+        first call would stall every frame for the compile."""
+        for tx in self._tx.values():
+            if tx.batch is not None:
+                tx.batch.warm_up()
+
     # ------------------------------------------------------------------ transmit
 
     def send(self, t_s: float, name: str, page: int | None = None) -> int:

@@ -288,6 +288,12 @@ class PagedArray:
         n = sum(len(pg.slots) for pg in bm.pages)
         return cls(bm, [*layouts, page_lay, counter_lay], n, value_range)
 
+    def warm_up(self) -> None:
+        """Compile (or load from the cache) both kernels for this message's argument types,
+        before the bus goes live; nothing of the link's state changes."""
+        frames, _ = self.encode(np.full(self.n, np.nan), 0)
+        self.decode(frames.copy(), -1, np.zeros(self.n), np.zeros(self.n), 0.0)
+
     def encode(self, values: np.ndarray | None, count0: int) -> tuple[np.ndarray, int]:
         """Every page's frame (n_pages, length uint8, with its CRC; the array is reused by
         the next call) and how many values were clamped."""

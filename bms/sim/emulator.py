@@ -302,6 +302,7 @@ class Emulator:
         for _, batch in CRC8.values():
             batch(np.zeros((2, 8), dtype=np.uint8), skip=7)
         extremes_kernel(np.zeros(3), np.zeros(3))
+        self.link.warm_up()
         if self.bms is not None:
             probe = EmulatedBms(
                 self.cfg,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import pkgutil
 from collections import defaultdict
 from pathlib import Path
 
 import can
 import cantools
+import numba
 import numpy as np
 import pytest
 
+import bms
 from bms.canbus.binding import DBC_DIR, load_binding
 from bms.canbus.crc import CRC8
 from bms.config import Config, PackConfig
@@ -399,3 +403,25 @@ def test_persistent_memory_is_stored_at_the_end_and_loaded_at_the_next_start(tmp
         emu.run(1.0)
         assert emu.bms.image.power_on_count == 2
         np.testing.assert_allclose(emu.bms.image.soc, np.clip(soc_end, 0, 1))
+
+
+def test_no_kernel_compiles_after_the_bus_goes_live() -> None:
+    # a first call compiles (or loads) a numba kernel and stalls every frame meanwhile: the
+    # warm-up must have called each kernel the running emulator calls, with its types
+    modules = [importlib.import_module(m.name) for m in pkgutil.walk_packages(bms.__path__, "bms.")]
+
+    def signatures() -> dict[str, int]:
+        return {
+            f"{mod.__name__}.{name}": len(fn.signatures)
+            for mod in modules
+            for name, fn in vars(mod).items()
+            if isinstance(fn, numba.core.registry.CPUDispatcher)
+        }
+
+    with Emulator(mission=_drive(100.0, 30.0)) as emu:
+        emu.start()
+        before = signatures()
+        emu.run(12.0)  # precharge, drive, every message, an estimation task, balancing
+        after = signatures()
+    late = {k: v for k, v in after.items() if v != before.get(k, 0)}
+    assert late == {}, f"compiled after start: {late}"
