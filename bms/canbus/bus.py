@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import can
+from can.interfaces.virtual import VirtualBus
 
 from bms.errors import CanLinkError
 
-__all__ = ["BusSpec", "open_bus"]
+__all__ = ["BusSpec", "open_bus", "rx_pending"]
 
 DEFAULT_CHANNEL = "vcan0"
 # what a user most likely means when an interface is named without a channel
@@ -127,6 +130,22 @@ def open_bus(spec: BusSpec) -> can.BusABC:
         raise CanLinkError(f"cannot open {where}: {text}") from None
     except ValueError as exc:
         raise CanLinkError(f"cannot open {where}: {_first_line(exc)}") from None
+
+
+def rx_pending(bus: can.BusABC) -> Callable[[], int]:
+    """A cheap test whether ``bus`` may hold received frames, for a caller that polls it
+    often (the emulator in virtual time, every 10 ms of simulated time). python-can's
+    ``virtual`` bus keeps them in its ``queue``: it is looked at without a lock (a
+    ``recv(0)`` on an empty one costs microseconds: a lock, a timed wait, an exception).
+    Any other bus: always true (poll with ``recv(0)``)."""
+    pending = getattr(getattr(bus, "queue", None), "queue", None)  # the Queue's deque
+    if isinstance(bus, VirtualBus) and isinstance(pending, deque):
+        return pending.__len__
+    return _always
+
+
+def _always() -> bool:
+    return True
 
 
 def _probe_server(host: str, port: int) -> None:

@@ -129,6 +129,9 @@ class NodeIO(Protocol):
     arrays: dict[str, np.ndarray]  # array inputs, filled element by element
     array_time: dict[str, np.ndarray]  # when each element was last received
     rx_time: dict[str, float]  # message name -> time of its last valid frame
+    # the values the node reads (None: every value); a message that carries none of them
+    # is not delivered to it, as a controller's acceptance filter drops it
+    consumes: frozenset[str] | None
 
     def on_message(self, t_s: float, name: str) -> None: ...
 
@@ -166,6 +169,7 @@ class _Tx:
         self.fid, self.ext = bm.codec.frame_id, bm.codec.is_extended
         self.key = bm.key
         self.deliver: Receiver = _no_receiver  # the receive program of this message
+        self.local: tuple[NodeIO, ...] = ()  # the nodes here that receive it (CanLink.route)
         codec = bm.codec
         self.enum_phys: dict[str, dict[str, float]] = {}
         for page in bm.pages:
@@ -268,6 +272,7 @@ class _Rx:
             self.page_of[p.fixed.get(key, 0) if key else 0] = p
         self.page_key = key
         self.deliver: Receiver = _no_receiver  # compiled by the link (it counts the errors)
+        self.local: tuple[NodeIO, ...] = ()  # the nodes here that receive it (CanLink.route)
 
 
 class CanLink:
@@ -294,6 +299,7 @@ class CanLink:
         for tx in self._tx.values():
             tx.deliver = self._rx[tx.key].deliver
         self._local_tx = {bm.key for bm in binding.messages.values() if bm.sender in nodes}
+        self.route()
         self._log_interval_s = log_interval_s
         self._logged: set[tuple[str, int]] = set()
         self._last_log: dict[str, float] = {}
@@ -307,6 +313,24 @@ class CanLink:
         self.taps: list[Callable[[float, BoundMessage | None, int, bool, bytes], None]] = []
         self.tx_filter: Callable[[float, BoundMessage, bytearray], bytes | None] | None = None
         self.filtered: set[str] = set()  # messages the filter sees (they go frame by frame)
+
+    def route(self) -> None:
+        """Find, for every message, the nodes here that receive it: its receivers in the
+        binding that run here and read one of its values (``consumes``). Done when the
+        link is built and again when the emulator starts: a node swapped in between (a
+        tester's vehicle controller) is routed too."""
+        for tx in self._tx.values():
+            bm = tx.bm
+            values = bm.values()
+            local = []
+            for role in bm.receivers:
+                node = self.nodes.get(role)
+                if node is None:
+                    continue
+                consumes = getattr(node, "consumes", None)
+                if consumes is None or not consumes.isdisjoint(values):
+                    local.append(node)
+            tx.local = self._rx[tx.key].local = tuple(local)
 
     def warm_up(self) -> None:
         """Compile (or load) the kernels of the paged messages before the bus goes live: a
@@ -366,11 +390,9 @@ class CanLink:
             for i in range(n):
                 for tap in self.taps:
                     tap(t_s, bm, fid, ext, raw_all[i * w : (i + 1) * w])
-        for role in bm.receivers:
-            node = self.nodes.get(role)
-            if node is not None:
-                stats.frames_local += n
-                self._deliver_batch(t_s, self._rx[tx.key], node, data)
+        for node in tx.local:
+            stats.frames_local += n
+            self._deliver_batch(t_s, self._rx[tx.key], node, data)
         if not self.bus_ok:
             stats.frames_unsent += n
         if (self.bus is not None and self.bus_ok) or self.writer is not None:
@@ -385,12 +407,9 @@ class CanLink:
             raw = bytes(data)
             for tap in self.taps:
                 tap(t_s, tx.bm, tx.fid, tx.ext, raw)
-        nodes = self.nodes
-        for role in tx.bm.receivers:
-            node = nodes.get(role)
-            if node is not None:
-                stats.frames_local += 1
-                tx.deliver(t_s, data, node)
+        for node in tx.local:
+            stats.frames_local += 1
+            tx.deliver(t_s, data, node)
         if self.bus_ok:
             if self.bus is not None or self.writer is not None:
                 self._put(t_s, tx, data)
@@ -473,10 +492,8 @@ class CanLink:
         if key in self._local_tx:
             self._count("id_conflict", aid, f"{rx.bm.name} is sent here and by another node", t_s)
             return
-        for role in rx.bm.receivers:
-            node = self.nodes.get(role)
-            if node is not None:
-                rx.deliver(t_s, bytes(msg.data), node)
+        for node in rx.local:
+            rx.deliver(t_s, bytes(msg.data), node)
 
     def _deliver_batch(self, t_s: float, rx: _Rx, node: NodeIO, data: np.ndarray) -> None:
         """Every page of an array message at once, with the checks of frame by frame."""

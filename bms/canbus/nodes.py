@@ -105,6 +105,9 @@ class Node:
         self.rx_time: dict[str, float] = {}
         self.sizes = sizes
         self.kinds: dict[str, frozenset[str]] = {}  # message -> values it carries (emulator)
+        # the values this node reads (None: all); the link delivers it only the messages
+        # that carry one (see NodeIO.consumes)
+        self.consumes: frozenset[str] | None = None
 
     def array(self, name: str, fill: float = math.nan) -> np.ndarray:
         """The input array ``name`` (created on first use, sized from the pack)."""
@@ -543,6 +546,16 @@ class VcuNode(Node):
         )
         self.demand_a = 0.0
         self.limited_s = 0.0  # time the demand was cut to the BMS's limit
+        # what it reads, here and in the mission (a charge phase ends on a low current):
+        # the BMS's other reports (cell voltages, statistics) are not delivered to it
+        self.consumes = frozenset(
+            {
+                "bms_state",
+                "charge_current_limit_a",
+                "discharge_current_limit_a",
+                "charger_current_a",
+            }
+        )
 
     def within_limits(self, want_a: float) -> float:
         """``want_a`` cut to the charge and discharge limits the BMS last sent (a limit

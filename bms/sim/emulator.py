@@ -28,7 +28,7 @@ import can
 import numpy as np
 
 from bms.canbus.binding import Binding, BoundMessage, load_binding
-from bms.canbus.bus import BusSpec, open_bus
+from bms.canbus.bus import BusSpec, open_bus, rx_pending
 from bms.canbus.crc import CRC8
 from bms.canbus.link import CanLink, matrix_load
 from bms.canbus.nodes import BmsNode, ChargerNode, Node, PackNode, VcuNode, extremes_kernel
@@ -216,6 +216,8 @@ class Emulator:
         self._retry_at = 0.0
         self._retry_s = 0.5
         self._fault_set: set[str] = set()
+        self._polled_bus: can.BusABC | None = None  # virtual time: the bus _rx_pending tests
+        self._rx_pending: Callable[[], int] = bool
         self._vcu_period_s = vcu_period_s
         self._charger_period_s = charger_period_s
         self.started = False
@@ -318,6 +320,7 @@ class Emulator:
     def start(self) -> None:
         if self.started:
             return
+        self.link.route()  # a node may have been swapped since the link was built
         self.warm_up()
         self._schedule()
         for node in self.nodes.values():
@@ -438,6 +441,10 @@ class Emulator:
                     return
         bus = self.bus
         if bus is None or not self.link.bus_ok:
+            return
+        if bus is not self._polled_bus:
+            self._polled_bus, self._rx_pending = bus, rx_pending(bus)
+        if not self._rx_pending():
             return
         while True:
             try:

@@ -425,3 +425,42 @@ def test_no_kernel_compiles_after_the_bus_goes_live() -> None:
         after = signatures()
     late = {k: v for k, v in after.items() if v != before.get(k, 0)}
     assert late == {}, f"compiled after start: {late}"
+
+
+def test_the_vcu_gets_only_the_messages_it_reads_and_a_swapped_node_gets_all(buses) -> None:
+    emu_bus, listener = buses
+    with Emulator(bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
+        link, vcu = emu.link, emu.nodes["vcu"]
+        routed = {name for name, tx in link._tx.items() if vcu in tx.local}
+        assert routed == {"BMS_State", "BMS_Limits", "CHG_Status"}
+        emu.run(3.0)
+        assert set(vcu.rx_time) == routed
+        assert vcu.inputs["bms_state"] == "ClosedDrive"
+        assert "soc_display_perc" not in vcu.inputs and "cell_voltage_v" not in vcu.arrays
+        # every frame still goes onto the bus, delivered here or not
+        assert {m.arbitration_id for m in _drain(listener)} >= {
+            bm.codec.frame_id for bm in emu.binding.messages.values()
+        }
+        # a node that reads everything (consumes None), swapped in: routed on the next start
+    with Emulator(bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
+        watcher = emu.nodes["vcu"]
+        watcher.consumes = None
+        emu.run(3.0)
+        assert "soc_display_perc" in watcher.inputs and "BMS_CellStats" in watcher.rx_time
+
+
+def test_frames_from_the_bus_reach_the_emulator_on_virtual_time(buses) -> None:
+    from bms.canbus.bus import rx_pending
+
+    emu_bus, tester = buses
+    pending = rx_pending(emu_bus)
+    assert not pending()
+    tester.send(can.Message(arbitration_id=0x7FF, data=b"\x01"))
+    assert pending()
+    with Emulator(nodes=("pack", "bms"), bus=emu_bus) as emu:
+        emu.run(0.5)
+        assert not pending() and emu.link.stats.errors["unknown_id"] == 1
+        tester.send(can.Message(arbitration_id=0x7FE, data=b"\x02"))
+        emu.run(0.52)
+        assert emu.link.stats.errors["unknown_id"] == 2
+    assert rx_pending(object())() and rx_pending(None)()  # type: ignore[arg-type]

@@ -106,3 +106,59 @@ def test_real_time_meets_absolute_deadlines() -> None:
     elapsed = time.perf_counter() - t0
     assert elapsed == pytest.approx(0.3, abs=0.05)
     assert len(sch.stats.late_s) >= 30
+
+
+def test_tasks_of_one_rate_share_a_queue_entry_and_keep_their_order() -> None:
+    sch = Scheduler()
+    seen = []
+    for name in ("a", "b", "c"):
+        sch.every(0.1, lambda t, n=name: seen.append((n, round(t, 9))), name=name)
+    sch.every(0.1, lambda t: seen.append(("late", round(t, 9))), name="late", priority=10.1)
+    sch.every(0.1, lambda t: seen.append(("off", round(t, 9))), name="off", offset_s=0.05)
+    assert len(sch._queue) == 3  # a, b, c share one entry
+    sch.run_until(0.1)
+    assert seen == [
+        ("a", 0.0), ("b", 0.0), ("c", 0.0), ("late", 0.0), ("off", 0.05),
+        ("a", 0.1), ("b", 0.1), ("c", 0.1), ("late", 0.1),
+    ]  # fmt: skip
+    assert sch.stats.events == 5  # entries run, not tasks
+
+
+def test_a_task_added_after_its_rate_has_run_keeps_its_own_times() -> None:
+    sch = Scheduler()
+    first, second = [], []
+    sch.every(0.1, first.append, name="first")
+    sch.run_until(0.05)
+    task = sch.every(0.1, second.append, name="second")  # first deadline: 0.05
+    sch.run_until(0.3)
+    assert [round(t, 9) for t in first] == [0.0, 0.1, 0.2, 0.3]
+    assert [round(t, 9) for t in second] == [0.05, 0.15, 0.25]
+    assert task.runs == 3 and task.next_s == pytest.approx(0.35)
+
+
+def test_a_cancelled_task_leaves_the_others_of_its_rate_running() -> None:
+    sch = Scheduler()
+    a, b = [], []
+    task_a = sch.every(1.0, a.append)
+    sch.every(1.0, b.append)
+    sch.run_until(1.0)
+    sch.cancel(task_a)
+    sch.run_until(3.0)
+    assert a == [0.0, 1.0] and b == [0.0, 1.0, 2.0, 3.0]
+    assert task_a.runs == 2
+
+
+def test_real_time_counts_an_overrun_for_every_task_of_a_stalled_rate() -> None:
+    sch = Scheduler(speed=1.0)
+    stalled = []
+
+    def slow(t: float) -> None:
+        if abs(t - 0.05) < 1e-9 and not stalled:
+            stalled.append(t)
+            time.sleep(0.035)  # misses three or four 10 ms deadlines
+
+    tasks = [sch.every(0.01, slow), sch.every(0.01, lambda t: None)]
+    sch.run_until(0.15)
+    assert sch.stats.overruns == 2
+    assert tasks[0].skipped == tasks[1].skipped >= 3
+    assert sch.stats.skipped_periods == 2 * tasks[0].skipped
