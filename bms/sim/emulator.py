@@ -273,23 +273,25 @@ class Emulator:
         return lambda t: node.prepare(t, "__cmu_pause__")
 
     def _schedule_message(self, bm: BoundMessage, node: Node, offset_s: float) -> None:
-        link = self.link
         name = bm.name
+        prepare = node.prepare
         n_pages = len(bm.pages)
         if n_pages > 1 and bm.spread:
+            senders = [self.link.sender(name, page) for page in range(n_pages)]
             state = {"page": 0}
 
             def send_page(t: float) -> None:
-                node.prepare(t, name)
-                link.send(t, name, state["page"])
+                prepare(t, name)
+                senders[state["page"]](t)
                 state["page"] = (state["page"] + 1) % n_pages
 
             self.scheduler.every(bm.period_s / n_pages, send_page, name=name, offset_s=offset_s)  # type: ignore[operator]
         else:
+            send = self.link.sender(name)
 
             def send_all(t: float) -> None:
-                node.prepare(t, name)
-                link.send(t, name)
+                prepare(t, name)
+                send(t)
 
             self.scheduler.every(bm.period_s, send_all, name=name, offset_s=offset_s)  # type: ignore[arg-type]
 

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import can
 import cantools
 import numpy as np
 import pytest
@@ -178,3 +179,54 @@ def test_a_value_outside_the_dbc_range_arrives_as_nan_and_is_counted(tmp_path: P
     got = receiver.inputs["charge_current_limit_a"]  # the rest of the frame is fine
     assert abs(got - out["charge_current_limit_a"]) <= 0.05 + 1e-9  # half an LSB
     assert link.stats.errors["out_of_range"] == 1
+
+
+def _two_links(bus_a: can.BusABC, bus_b: can.BusABC, seed: int):
+    """Two links of the built-in matrix on their own buses, with equal outputs."""
+    binding = load_binding(sizes=SIZES)
+    roles = {r for bm in binding.messages.values() for r in (bm.sender, *bm.receivers)}
+    links = []
+    for bus in (bus_a, bus_b):
+        nodes = {r: _Node(r, SIZES) for r in roles}
+        rng = np.random.default_rng(seed)
+        for bm in binding.messages.values():
+            nodes[bm.sender].outputs.update(_random_outputs(bm, SIZES, rng))
+        links.append(CanLink(binding, nodes, bus))  # type: ignore[arg-type]
+    return binding, links
+
+
+def test_a_bound_sender_does_what_send_does() -> None:
+    buses = [can.Bus(interface="virtual", channel=f"sender-{k // 2}") for k in range(4)]
+    try:
+        binding, (fast, ref) = _two_links(buses[0], buses[2], seed=8)
+        tapped: list[tuple[str, bytes]] = []
+        for step in range(3):  # plain; a tap listening; a filter that drops BMS_State
+            if step == 1:
+                fast.taps.append(lambda t, bm, fid, ext, raw: tapped.append((bm.name, raw)))
+            if step == 2:
+                fast.taps.clear()
+                for link in (fast, ref):
+                    link.tx_filter = lambda t, bm, data: None if bm.name == "BMS_State" else data
+                    link.filtered.add("BMS_State")
+            for name, bm in binding.messages.items():
+                senders = [fast.sender(name, p) for p in range(len(bm.pages))]
+                if len(bm.pages) == 1:
+                    senders.append(fast.sender(name))
+                for k, send in enumerate(senders):
+                    assert send(1.0 + step) == ref.send(1.0 + step, name, min(k, len(bm.pages) - 1))
+        got = [(m.arbitration_id, bytes(m.data)) for m in iter(lambda: buses[1].recv(0), None)]
+        want = [(m.arbitration_id, bytes(m.data)) for m in iter(lambda: buses[3].recv(0), None)]
+        assert got == want and len(got) > 300
+        assert fast.stats.to_dict() == ref.stats.to_dict()
+        assert fast.stats.bits_tx == ref.stats.bits_tx > 0
+        assert len(tapped) == sum(
+            len(bm.pages) + (len(bm.pages) == 1) for bm in binding.messages.values()
+        )
+        for a, b in zip(fast.nodes.values(), ref.nodes.values(), strict=True):
+            assert a.rx_time == b.rx_time and a.seen == b.seen
+            assert {k: str(v) for k, v in a.inputs.items()} == {
+                k: str(v) for k, v in b.inputs.items()
+            }
+    finally:
+        for bus in buses:
+            bus.shutdown()
