@@ -274,14 +274,13 @@ class Emulator:
 
     def _schedule_message(self, bm: BoundMessage, node: Node, offset_s: float) -> None:
         name = bm.name
-        prepare = node.prepare
         n_pages = len(bm.pages)
         if n_pages > 1 and bm.spread:
             senders = [self.link.sender(name, page) for page in range(n_pages)]
             state = {"page": 0}
 
             def send_page(t: float) -> None:
-                prepare(t, name)
+                node.prepare(t, name)
                 senders[state["page"]](t)
                 state["page"] = (state["page"] + 1) % n_pages
 
@@ -290,7 +289,7 @@ class Emulator:
             send = self.link.sender(name)
 
             def send_all(t: float) -> None:
-                prepare(t, name)
+                node.prepare(t, name)
                 send(t)
 
             self.scheduler.every(bm.period_s, send_all, name=name, offset_s=offset_s)  # type: ignore[arg-type]
