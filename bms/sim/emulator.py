@@ -326,6 +326,8 @@ class Emulator:
         self._schedule()
         for node in self.nodes.values():
             node.start(self.scheduler.now_s)
+        if not self.scheduler.realtime:
+            self.scheduler.every(0.01, self._housekeeping, name="housekeeping", priority=math.inf)
         self._t0_wall = time.time()
         if self.scheduler.realtime:
             # everything built so far lives to the end: keep the collector from walking it
@@ -506,16 +508,35 @@ class Emulator:
         small pieces (the HIL bench)."""
         self.start()
         sch = self.scheduler
-        chunk = 0.05 if sch.realtime else (0.01 if self.bus is not None else 0.1)
-        while sch.now_s < end_s - 1e-9:
-            if not sch.realtime and self.bus is not None:
+        if not sch.realtime:
+            # the 10 ms housekeeping is a task of the scheduler (_housekeeping); frames
+            # sent before this call are taken now, before the events after it
+            if self.bus is not None:
                 self._drain_rx()
-            sch.run_until(min(end_s, sch.now_s + chunk))
+            if sch.now_s < end_s - 1e-9:
+                sch.run_until(end_s)
+            return self._mission_over()
+        while sch.now_s < end_s - 1e-9:
+            sch.run_until(min(end_s, sch.now_s + 0.05))
             self._watch_faults()
             self._supervise()
-            if "vcu" in self.nodes and self.mission.done:
+            if self._mission_over():
                 return True
         return False
+
+    def _housekeeping(self, t_s: float) -> None:
+        """Virtual time, every 10 ms of simulated time after every other event of that
+        instant: frames from the bus, faults, the link; the run stops when the mission
+        has ended."""
+        if self.bus is not None:
+            self._drain_rx()
+        self._watch_faults()
+        self._supervise()
+        if self._mission_over():
+            self.scheduler.stop()
+
+    def _mission_over(self) -> bool:
+        return "vcu" in self.nodes and self.mission.done
 
     def _watch_faults(self) -> None:
         if self.bms is None:
