@@ -464,3 +464,20 @@ def test_frames_from_the_bus_reach_the_emulator_on_virtual_time(buses) -> None:
         emu.run(0.52)
         assert emu.link.stats.errors["unknown_id"] == 2
     assert rx_pending(object())() and rx_pending(None)()  # type: ignore[arg-type]
+
+
+def test_a_run_stops_when_the_mission_ends_and_a_fault_is_seen_on_time() -> None:
+    mission = _drive(60.0, 2.0, ready_s=0.5)  # ends when the vcu task sees 2.5 s passed
+    with Emulator(mission=mission) as emu:
+        summary = emu.run(30.0)
+        assert summary.stopped_by == "mission complete"
+        assert 2.5 <= summary.simulated_s <= 2.5 + 0.01 + 1e-9  # the next 10 ms housekeeping
+        n_events = emu.scheduler.stats.events
+        assert emu.advance_to(5.0) is True  # an ended mission stops the next call at once
+        assert emu.scheduler.now_s <= 2.5 + 0.02 + 1e-9
+        assert emu.scheduler.stats.events - n_events < 20
+        # a fault latched now is in the summary at the next housekeeping
+        t = emu.scheduler.now_s
+        emu.bms.protections.status.latched.add("cell_overvoltage")
+        emu.run(t + 0.05)
+        assert f"{t + 0.01:.1f} s: cell_overvoltage" in emu.faults_seen
