@@ -92,6 +92,17 @@ def fresh_copy_kernel(values, rx_time_s, oldest_s, out):  # pragma: no cover - n
     return n_stale
 
 
+@kernel
+def fresh_inputs_kernel(
+    v, v_time, v_oldest_s, v_out, t, t_time, t_oldest_s, t_out
+):  # pragma: no cover - numba
+    """:func:`fresh_copy_kernel` of the cell voltages and of the temperatures in one call
+    (the BMS's 10 ms task); returns the number of stale values of both."""
+    return fresh_copy_kernel(v, v_time, v_oldest_s, v_out) + fresh_copy_kernel(
+        t, t_time, t_oldest_s, t_out
+    )
+
+
 class Node:
     """A node's named values; subclasses fill ``outputs`` and react to ``inputs``."""
 
@@ -293,6 +304,8 @@ class BmsNode(Node):
         self._cap_stats = np.zeros(3)
         self._v = self.array("cell_voltage_v")
         self._t = self.array("temp_c")
+        self._vt = self.array_time["cell_voltage_v"]
+        self._tt = self.array_time["temp_c"]
         self._v_in = np.full(n_s, math.nan)
         self._t_in = np.full(n_temp, math.nan)
         self._m = Measurement(
@@ -324,10 +337,17 @@ class BmsNode(Node):
 
         The Measurement, its arrays and its feedback dict are this node's and are
         refilled by the next call (no allocation per tick): read them before that."""
-        vt = self.array_time["cell_voltage_v"]
-        tt = self.array_time["temp_c"]
-        n_stale = fresh_copy_kernel(self._v, vt, t_s - self.cell_data_timeout_s, self._v_in)
-        n_stale += fresh_copy_kernel(self._t, tt, t_s - self.temp_data_timeout_s, self._t_in)
+        vt, tt = self._vt, self._tt
+        n_stale = fresh_inputs_kernel(
+            self._v,
+            vt,
+            t_s - self.cell_data_timeout_s,
+            self._v_in,
+            self._t,
+            tt,
+            t_s - self.temp_data_timeout_s,
+            self._t_in,
+        )
         # nothing received at all (an empty array) counts as stale too
         any_stale = n_stale > 0 or not (vt.size and tt.size)
         inp = self.inputs
@@ -350,7 +370,7 @@ class BmsNode(Node):
 
     def start(self, t_s: float) -> None:
         # load (or compile) the kernel of the receive path before the bus goes live
-        fresh_copy_kernel(self._v, self.array_time["cell_voltage_v"], -math.inf, self._v_in)
+        self.measurement(t_s)
 
     def on_message(self, t_s: float, name: str) -> None:
         if name == self.msg.get("command"):

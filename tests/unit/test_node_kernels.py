@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bms.canbus.nodes import extremes_kernel, fresh_copy_kernel
+from bms.canbus.nodes import extremes_kernel, fresh_copy_kernel, fresh_inputs_kernel
 
 
 def test_extremes_kernel_equals_numpy_nan_functions(rng) -> None:
@@ -37,3 +37,18 @@ def test_fresh_copy_kernel_equals_numpy_masking(rng) -> None:
         want = np.where(rx_time_s < oldest_s, np.nan, values)
         np.testing.assert_array_equal(out, want)
         assert n_stale == int((rx_time_s < oldest_s).sum())
+
+
+def test_fresh_inputs_kernel_equals_numpy_masking_of_both_arrays(rng) -> None:
+    for _ in range(100):
+        arrays = []
+        for n in (int(rng.integers(0, 40)), int(rng.integers(0, 12))):
+            rx_time_s = rng.uniform(0.0, 1.0, n)
+            rx_time_s[rng.random(n) < 0.1] = -np.inf
+            arrays.append((rng.normal(3.3, 0.02, n), rx_time_s, float(rng.uniform(0, 1))))
+        (v, vt, v_old), (t, tt, t_old) = arrays
+        v_out, t_out = np.zeros(v.size), np.zeros(t.size)
+        n_stale = fresh_inputs_kernel(v, vt, v_old, v_out, t, tt, t_old, t_out)
+        np.testing.assert_array_equal(v_out, np.where(vt < v_old, np.nan, v))
+        np.testing.assert_array_equal(t_out, np.where(tt < t_old, np.nan, t))
+        assert n_stale == int((vt < v_old).sum() + (tt < t_old).sum())
