@@ -21,9 +21,8 @@ the caller waits for received frames (it must return by the deadline).
 
 Periodic tasks with the same period, first deadline and priority share one
 queue entry (a *slot*) and run in the order they were scheduled: an ECU has
-a handful of rates, and one entry per rate instead of per task halves the
-queue's work (some 600 tasks per simulated second in the emulator, some 300
-slots). Ties between slots keep the rule above.
+a handful of rates, and the emulator's some 600 task runs per simulated
+second are some 300 queue entries. Ties between slots keep the rule above.
 """
 
 from __future__ import annotations

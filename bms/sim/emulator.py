@@ -216,8 +216,9 @@ class Emulator:
         self._retry_at = 0.0
         self._retry_s = 0.5
         self._fault_set: set[str] = set()
-        self._polled_bus: can.BusABC | None = None  # virtual time: the bus _rx_pending tests
-        self._rx_pending: Callable[[], int] = bool
+        # virtual time: the bus that _rx_pending looks at (set at the first poll)
+        self._polled_bus: can.BusABC | None = None
+        self._rx_pending: Callable[[], int] = lambda: 1
         self._vcu_period_s = vcu_period_s
         self._charger_period_s = charger_period_s
         self.started = False
