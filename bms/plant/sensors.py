@@ -124,22 +124,19 @@ class _NormalStream:
     def __init__(self, rng: np.random.Generator):
         self._rng = rng
         self._block = np.empty(0)
-        self._values: list[float] = []
         self._pos = self.BLOCK  # drawn on first use
 
     def _refill(self) -> None:
         self._block = self._rng.standard_normal(self.BLOCK)
-        self._values = self._block.tolist()  # for scalar(): no array access
         self._pos = 0
 
     def scalar(self) -> float:
         """The next value."""
-        pos = self._pos
-        if pos >= self.BLOCK:
+        if self._pos >= self.BLOCK:
             self._refill()
-            pos = 0
-        self._pos = pos + 1
-        return self._values[pos]
+        v: float = self._block.item(self._pos)
+        self._pos += 1
+        return v
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """``out`` (1-D) filled with the next ``out.size`` values."""
@@ -163,15 +160,10 @@ class _Channel:
         self.offset = float(rng.normal(0.0, cfg.offset_v)) if cfg.offset_v > 0 else 0.0
         self.gain = float(rng.normal(0.0, cfg.gain_error)) if cfg.gain_error > 0 else 0.0
 
-        # the configuration is frozen: its numbers are read once (some 200 reads a second)
-        self._scale = 1.0 + self.gain
-        self._sigma = cfg.noise_v
-        self._lsb = cfg.resolution_v
-        self._full = cfg.full_scale_v
-
     def read(self, true_v: float, noise: float) -> float:
-        v = true_v * self._scale + self.offset + noise * self._sigma
-        return _quantise(v, self._lsb, -self._full, self._full)
+        c = self.cfg
+        v = true_v * (1.0 + self.gain) + self.offset + noise * c.noise_v
+        return _quantise(v, c.resolution_v, -c.full_scale_v, c.full_scale_v)
 
 
 class Sensors:
