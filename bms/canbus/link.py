@@ -134,22 +134,8 @@ def _message_factory() -> Callable[[float, int, bool, bytearray], can.Message]:
     return keywords
 
 
-_SENT_FIELDS = frozenset(
-    {
-        "timestamp",
-        "arbitration_id",
-        "is_extended_id",
-        "is_remote_frame",
-        "is_error_frame",
-        "channel",
-        "is_fd",
-        "is_rx",
-        "bitrate_switch",
-        "error_state_indicator",
-        "data",
-        "dlc",
-    }
-)
+# every field of a python-can Message as _SentMessage sets it
+_SENT_FIELDS = frozenset((*_MESSAGE_ARGS, "bitrate_switch", "error_state_indicator"))
 
 
 def _fields(cls: type) -> frozenset[str]:
