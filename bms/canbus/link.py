@@ -409,9 +409,8 @@ class CanLink:
     def sender(self, name: str, page: int | None = None) -> Callable[[float], int]:
         """``send(t_s)``: :meth:`send` of message ``name`` (one page, or every page) as one
         callable for a scheduler, for the emulator's some 400 single frames per simulated
-        second: the usual frame (no tester's filter, no taps, the bus up) is encoded,
-        delivered and put on the bus in one call instead of four. Bound to the sender's
-        outputs and the routes as they are now: ask again after :meth:`route`."""
+        second: the usual frame (no tester's filter) is encoded and emitted without the
+        look-ups of :meth:`send`. Bound to the sending node's outputs as it is now."""
         tx = self._tx[name]
         if page is None and len(tx.programs) == 1 and tx.batch is None:
             page = 0
@@ -419,36 +418,13 @@ class CanLink:
             return lambda t_s: self.send(t_s, name)
         encode = tx.programs[page]
         out = self.nodes[tx.bm.sender].outputs
-        stats = self.stats
         filtered = self.filtered
-        local, deliver = tx.local, tx.deliver
-        n_local = len(local)
-        bits, fid, ext = tx.bits, tx.fid, tx.ext
-        stamp = self.timestamp
-        new = _new_message
         emit = self._emit
 
         def send(t_s: float) -> int:
             if name in filtered:
                 return self.send(t_s, name, page)
-            data = encode(out)
-            bus = self.bus
-            if self.taps or not self.bus_ok or bus is None:
-                emit(t_s, tx, data)
-                return 1
-            stats.frames_tx += 1
-            stats.bits_tx += bits
-            if n_local:
-                stats.frames_local += n_local
-                for node in local:
-                    deliver(t_s, data, node)
-            msg = new(stamp(t_s), fid, ext, data)
-            try:
-                bus.send(msg, timeout=0.05)
-            except (can.CanError, OSError, ValueError) as exc:
-                self._send_failed(tx, exc, t_s)
-            if self.writer is not None:
-                self.writer.on_message_received(msg)
+            emit(t_s, tx, encode(out))
             return 1
 
         return send
