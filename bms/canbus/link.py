@@ -168,8 +168,9 @@ class NodeIO(Protocol):
     arrays: dict[str, np.ndarray]  # array inputs, filled element by element
     array_time: dict[str, np.ndarray]  # when each element was last received
     rx_time: dict[str, float]  # message name -> time of its last valid frame
-    # the values the node reads (None: every value); a message that carries none of them
-    # is not delivered to it, as a controller's acceptance filter drops it
+    # the values the node reads (None: every value); a frame built here that carries none
+    # of them is not delivered to it, as a controller's acceptance filter drops it (frames
+    # from the bus still reach its receive checks: CanLink.route)
     consumes: frozenset[str] | None
 
     def on_message(self, t_s: float, name: str) -> None: ...
@@ -208,7 +209,9 @@ class _Tx:
         self.fid, self.ext = bm.codec.frame_id, bm.codec.is_extended
         self.key = bm.key
         self.deliver: Receiver = _no_receiver  # the receive program of this message
-        self.local: tuple[NodeIO, ...] = ()  # the nodes here that receive it (CanLink.route)
+        # the nodes here that receive it, and of those the ones that read it (CanLink.route)
+        self.here: tuple[NodeIO, ...] = ()
+        self.readers: tuple[NodeIO, ...] = ()
         codec = bm.codec
         self.enum_phys: dict[str, dict[str, float]] = {}
         for page in bm.pages:
@@ -275,6 +278,11 @@ def _element_range(bm: BoundMessage) -> tuple[float, float] | None:
     return dbc_range(codec_signal(bm, bm.pages[0].slots[0].signal))
 
 
+def _reads(node: NodeIO, values: set[str]) -> bool:
+    consumes = getattr(node, "consumes", None)
+    return consumes is None or not consumes.isdisjoint(values)
+
+
 def _no_receiver(t_s: float, data: bytes | bytearray, node: NodeIO) -> None:
     raise AssertionError("the link compiles every receive program before the first frame")
 
@@ -311,7 +319,7 @@ class _Rx:
             self.page_of[p.fixed.get(key, 0) if key else 0] = p
         self.page_key = key
         self.deliver: Receiver = _no_receiver  # compiled by the link (it counts the errors)
-        self.local: tuple[NodeIO, ...] = ()  # the nodes here that receive it (CanLink.route)
+        self.here: tuple[NodeIO, ...] = ()  # the nodes here that receive it (CanLink.route)
 
 
 class CanLink:
@@ -354,22 +362,21 @@ class CanLink:
         self.filtered: set[str] = set()  # messages the filter sees (they go frame by frame)
 
     def route(self) -> None:
-        """Find, for every message, the nodes here that receive it: its receivers in the
-        binding that run here and read one of its values (``consumes``). Done when the
-        link is built and again when the emulator starts: a node swapped in between (a
-        tester's vehicle controller) is routed too."""
+        """Find, for every message, the nodes here that receive it (its receivers in the
+        binding that run here) and, of those, the ones that read one of its values
+        (``consumes``). A frame built here and left intact goes only to its readers: it
+        cannot fail a receive check, and a node does not decode what it does not read.
+        A frame from the bus, or one a tester's filter let through, goes to every
+        receiver here, so that a bad CRC or counter is counted wherever the binding
+        says it is received. Done when the link is built and again when the emulator
+        starts: a node swapped in between (a tester's vehicle controller) is routed too."""
         for tx in self._tx.values():
             bm = tx.bm
             values = bm.values()
-            local = []
-            for role in bm.receivers:
-                node = self.nodes.get(role)
-                if node is None:
-                    continue
-                consumes = getattr(node, "consumes", None)
-                if consumes is None or not consumes.isdisjoint(values):
-                    local.append(node)
-            tx.local = self._rx[tx.key].local = tuple(local)
+            here = [n for r in bm.receivers if (n := self.nodes.get(r)) is not None]
+            readers = [n for n in here if _reads(n, values)]
+            tx.here = self._rx[tx.key].here = tuple(here)
+            tx.readers = tuple(readers)
 
     def warm_up(self) -> None:
         """Compile (or load) the kernels of the paged messages before the bus goes live: a
@@ -387,12 +394,12 @@ class CanLink:
         out = self.nodes[tx.bm.sender].outputs
         if name not in self.filtered:
             if page is not None:
-                self._emit(t_s, tx, tx.programs[page](out))
+                self._emit(t_s, tx, tx.programs[page](out), tx.readers)
                 return 1
             if tx.batch is not None:
                 return self._send_batch(t_s, tx, out)
             for encode in tx.programs:
-                self._emit(t_s, tx, encode(out))
+                self._emit(t_s, tx, encode(out), tx.readers)
             return len(tx.programs)
         n = 0
         for encode in tx.programs if page is None else (tx.programs[page],):
@@ -402,7 +409,7 @@ class CanLink:
                 if kept is None:
                     continue
                 data = bytearray(kept)
-            self._emit(t_s, tx, data)
+            self._emit(t_s, tx, data, tx.here)
             n += 1
         return n
 
@@ -424,7 +431,7 @@ class CanLink:
         def send(t_s: float) -> int:
             if name in filtered:
                 return self.send(t_s, name, page)
-            emit(t_s, tx, encode(out))
+            emit(t_s, tx, encode(out), tx.readers)
             return 1
 
         return send
@@ -432,7 +439,8 @@ class CanLink:
     def emit(self, t_s: float, name: str, data: bytes | bytearray) -> None:
         """Send ready-made bytes as message ``name`` (a frame held back by a tester's
         filter, or a deliberately corrupted one): to the local receivers and the bus."""
-        self._emit(t_s, self._tx[name], bytearray(data))
+        tx = self._tx[name]
+        self._emit(t_s, tx, bytearray(data), tx.here)
 
     def _send_batch(self, t_s: float, tx: _Tx, out: dict[str, Any]) -> int:
         bm, pages = tx.bm, tx.batch
@@ -452,7 +460,7 @@ class CanLink:
             for i in range(n):
                 for tap in self.taps:
                     tap(t_s, bm, fid, ext, raw_all[i * w : (i + 1) * w])
-        for node in tx.local:
+        for node in tx.readers:
             stats.frames_local += n
             self._deliver_batch(t_s, self._rx[tx.key], node, data)
         if not self.bus_ok:
@@ -461,7 +469,8 @@ class CanLink:
             self._put_rows(t_s, tx, bytearray(data.tobytes()), data.shape[1])
         return n
 
-    def _emit(self, t_s: float, tx: _Tx, data: bytearray) -> None:
+    def _emit(self, t_s: float, tx: _Tx, data: bytearray, to: tuple[NodeIO, ...]) -> None:
+        """One frame to the nodes ``to`` here, the taps, the bus and the log."""
         stats = self.stats
         stats.frames_tx += 1
         stats.bits_tx += tx.bits
@@ -469,7 +478,7 @@ class CanLink:
             raw = bytes(data)
             for tap in self.taps:
                 tap(t_s, tx.bm, tx.fid, tx.ext, raw)
-        for node in tx.local:
+        for node in to:
             stats.frames_local += 1
             tx.deliver(t_s, data, node)
         if self.bus_ok:
@@ -555,7 +564,7 @@ class CanLink:
         if key in self._local_tx:
             self._count("id_conflict", aid, f"{rx.bm.name} is sent here and by another node", t_s)
             return
-        for node in rx.local:
+        for node in rx.here:
             rx.deliver(t_s, bytes(msg.data), node)
 
     def _deliver_batch(self, t_s: float, rx: _Rx, node: NodeIO, data: np.ndarray) -> None:

@@ -431,7 +431,7 @@ def test_the_vcu_gets_only_the_messages_it_reads_and_a_swapped_node_gets_all(bus
     emu_bus, listener = buses
     with Emulator(bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
         link, vcu = emu.link, emu.nodes["vcu"]
-        routed = {name for name, tx in link._tx.items() if vcu in tx.local}
+        routed = {name for name, tx in link._tx.items() if vcu in tx.readers}
         assert routed == {"BMS_State", "BMS_Limits", "CHG_Status"}
         emu.run(3.0)
         assert set(vcu.rx_time) == routed
@@ -441,6 +441,14 @@ def test_the_vcu_gets_only_the_messages_it_reads_and_a_swapped_node_gets_all(bus
         assert {m.arbitration_id for m in _drain(listener)} >= {
             bm.codec.frame_id for bm in emu.binding.messages.values()
         }
+    # a frame from the bus that the vcu does not read still meets its receive checks
+    with Emulator(nodes=("pack", "vcu"), bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
+        emu.run(0.5)
+        prot = emu.binding.messages["BMS_Protection"]  # CRC-protected, not read by the vcu
+        listener.send(can.Message(arbitration_id=prot.codec.frame_id, data=bytes(8)))
+        emu.run(0.6)
+        assert emu.link.stats.errors["bad_crc"] == 1
+        assert "BMS_Protection" not in emu.nodes["vcu"].rx_time
         # a node that reads everything (consumes None), swapped in: routed on the next start
     with Emulator(bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
         watcher = emu.nodes["vcu"]
