@@ -681,6 +681,14 @@ def finite_range(x):  # pragma: no cover - numba
     return lo, hi
 
 
+@inline
+def curve_at(curve_x, curve_y, curve_n, k, x):
+    """Curve ``k`` of the limit tables at ``x`` (:func:`interp` on its first
+    ``curve_n[k]`` points)."""
+    n = curve_n[k]
+    return interp(x, curve_x[k, :n], curve_y[k, :n])
+
+
 @kernel
 def current_limits_kernel(temp_c, cell_v, soc, curve_x, curve_y, curve_n, taper_v):
     """Charge and discharge current limit per cell, A (both >= 0).
@@ -709,18 +717,20 @@ def current_limits_kernel(temp_c, cell_v, soc, curve_x, curve_y, curve_n, taper_
     v_lo, v_hi = finite_range(cell_v)
     if v_lo > v_hi:  # no finite cell voltage: no current allowed
         return 0.0, 0.0
-    k = LC_CHARGE_TEMP
-    xs = curve_x[k, : curve_n[k]]
-    ys = curve_y[k, : curve_n[k]]
-    chg = py_min(interp(t_lo, xs, ys), interp(t_hi, xs, ys))
-    k = LC_CHARGE_SOC
-    chg = py_min(chg, interp(z_hi, curve_x[k, : curve_n[k]], curve_y[k, : curve_n[k]]))
-    k = LC_DISCHARGE_TEMP
-    xs = curve_x[k, : curve_n[k]]
-    ys = curve_y[k, : curve_n[k]]
-    dis = py_min(interp(t_lo, xs, ys), interp(t_hi, xs, ys))
-    k = LC_DISCHARGE_SOC
-    dis = py_min(dis, interp(z_lo, curve_x[k, : curve_n[k]], curve_y[k, : curve_n[k]]))
+    chg = py_min(
+        py_min(
+            curve_at(curve_x, curve_y, curve_n, LC_CHARGE_TEMP, t_lo),
+            curve_at(curve_x, curve_y, curve_n, LC_CHARGE_TEMP, t_hi),
+        ),
+        curve_at(curve_x, curve_y, curve_n, LC_CHARGE_SOC, z_hi),
+    )
+    dis = py_min(
+        py_min(
+            curve_at(curve_x, curve_y, curve_n, LC_DISCHARGE_TEMP, t_lo),
+            curve_at(curve_x, curve_y, curve_n, LC_DISCHARGE_TEMP, t_hi),
+        ),
+        curve_at(curve_x, curve_y, curve_n, LC_DISCHARGE_SOC, z_lo),
+    )
     chg *= taper(v_hi, taper_v[TP_CHARGE_START], taper_v[TP_CHARGE_END])
     dis *= taper(v_lo, taper_v[TP_DISCHARGE_START], taper_v[TP_DISCHARGE_END])
     return chg, dis
