@@ -68,7 +68,12 @@ def _turn(proc: subprocess.Popen[str], seconds: float) -> float:
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(f"{seconds}\n")
     proc.stdin.flush()
-    return float(proc.stdout.readline())
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(
+            f"an emulator stopped mid-run (exit code {proc.wait()}); see its error above"
+        )
+    return float(line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,13 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="simulated seconds per turn")
     ap.add_argument("--pack", default="bus", help="preset: bus or container")
     args = ap.parse_args(argv)
+    if args.rounds < 1 or not args.seconds > 0:
+        ap.error("--rounds must be at least 1 and --seconds above 0")
     with tempfile.TemporaryDirectory(prefix="bms-compare-") as tmp:
         old_dir = Path(tmp) / "old"
-        subprocess.run(
+        made = subprocess.run(
             ["git", "-C", str(_ROOT), "worktree", "add", "--detach", str(old_dir), args.rev],
-            check=True,
             capture_output=True,
+            text=True,
         )
+        if made.returncode != 0:
+            why = (made.stderr.strip().splitlines() or ["git failed"])[-1]
+            raise SystemExit(f"cannot check out {args.rev!r} ({why}); name a git revision")
         try:
             procs = {"this tree": _worker(_ROOT, args.pack), args.rev: _worker(old_dir, args.pack)}
             times: dict[str, list[float]] = {k: [] for k in procs}
