@@ -292,6 +292,12 @@ def _build_sig(sig: Signal, index: int, message: Message) -> _Sig:
     return proto
 
 
+# (signal names, encode(*values) -> (frame, raw0, raw1, ...), phys(that result) -> values)
+RawEncoder = tuple[
+    tuple[str, ...], Callable[..., tuple[Any, ...]], Callable[[Any], tuple[Any, ...]]
+]
+
+
 class BitLayout(NamedTuple):
     """Where an integer signal's bits sit in a frame of at most 8 bytes read as one 64-bit
     word, and how its raw value scales: for kernels that pack frames themselves. The word
@@ -372,7 +378,16 @@ def _factory(
     if factory is None:
         src = _Source()
         if what.startswith("enc"):
-            _emit_encode(src, sigs, scaled=what != "encraw", n=n, positional=what == "encpos")
+            _emit_encode(
+                src,
+                sigs,
+                scaled=what != "encraw",
+                n=n,
+                positional=what.startswith("encpos"),
+                with_raws=what == "encposraws",
+            )
+        elif what == "rawphys":
+            _emit_raw_phys(src, sigs)
         elif what == "mux":
             _emit_mux(src, sigs[0], n, orders)
         else:
@@ -389,8 +404,16 @@ def _factory(
 
 
 def _emit_encode(
-    src: _Source, sigs: Sequence[_Sig], scaled: bool, n: int, positional: bool = False
+    src: _Source,
+    sigs: Sequence[_Sig],
+    scaled: bool,
+    n: int,
+    positional: bool = False,
+    with_raws: bool = False,
 ) -> None:
+    """``with_raws``: the encoder returns ``(frame, raw0, raw1, ...)``, each signal's raw
+    value as the frame carries it (an int in its bit range; the bit pattern of an IEEE
+    float); its ``inits`` are then raw values too."""
     src.head("names, idx, inits, helpers", sigs, inits=True)
     if positional:  # encode(v0, v1, ...): one argument per signal, None for none
         src.add(f"    def encode({', '.join(f'a{j}' for j in range(len(sigs)))}):")
@@ -437,19 +460,39 @@ def _emit_encode(
         return " | ".join(terms)
 
     little, big = packed(False), packed(True)
+    raws = "".join(f", r{j}" for j in range(len(sigs))) if with_raws else ""
     if little and big:
         src.add(
             f"        al = {little}",
             f"        ab = {big}",
-            f"        return (_from(al.to_bytes({n}, 'little'), 'big') | ab).to_bytes({n}, 'big')",
+            f"        return (_from(al.to_bytes({n}, 'little'), 'big') | ab).to_bytes({n}, 'big')"
+            + raws,
         )
     elif big:
-        src.add(f"        return ({big}).to_bytes({n}, 'big')")
+        src.add(f"        return ({big}).to_bytes({n}, 'big'){raws}")
     elif little:
-        src.add(f"        return ({little}).to_bytes({n}, 'little')")
+        src.add(f"        return ({little}).to_bytes({n}, 'little'){raws}")
     else:
-        src.add(f"        return bytes({n})")
+        src.add(f"        return bytes({n}){raws}")
     src.add("    return encode")
+
+
+def _emit_raw_phys(src: _Source, sigs: Sequence[_Sig]) -> None:
+    """``phys(encoded)``: the physical values of the signals from the result of the
+    ``with_raws`` encoder, exactly as the decoder computes them from the frame's bits."""
+    src.head("names, idx, helpers", sigs)
+    src.add("    def phys(encoded):")
+    src.add(f"        (_{''.join(f', r{j}' for j in range(len(sigs)))}) = encoded")
+    src.add("        return (")
+    for j, s in enumerate(sigs):
+        if s.is_float:
+            expr = f"_fphys(i{j}, r{j})"
+        elif s.kind == _IDENTITY:
+            expr = f"r{j}"
+        else:
+            expr = f"r{j} * {src.const(s.scale)} + {src.const(s.offset)}"
+        src.add(f"            {expr},")
+    src.add("        )", "    return phys")
 
 
 def _decode_expr(src: _Source, s: _Sig, j: int, scaled: bool) -> str:
@@ -814,6 +857,9 @@ class MessageCodec:
         def make(what: str, group: Sequence[_Sig]) -> Any:
             names = tuple(s.name for s in group)
             idx = tuple(s.index for s in group)
+            if what == "encposraws":  # raw values (the packing masks a signed one)
+                inits = tuple(s.bits(s.initial_raw) if s.is_float else s.initial_raw for s in group)
+                return _factory(what, group, n)(names, idx, inits, helpers)
             if what.startswith("enc"):
                 inits = tuple(s.bits(s.initial_raw) for s in group)
                 return _factory(what, group, n)(names, idx, inits, helpers)
@@ -999,6 +1045,21 @@ class MessageCodec:
         if group is None or self._make is None:
             return None
         return tuple(s.name for s in group), self._make("encpos", group)
+
+    def raw_encoder(self, mux_value: int | None = None) -> RawEncoder | None:
+        """:meth:`positional_encoder` for a sender that hands the frame to a receiver in
+        the same process: the signals, an encoder that returns ``(frame, raw0, raw1,
+        ...)`` (the raw value of each signal as the frame carries it), and ``phys(result)``,
+        the signals' physical values from that result, equal to what :meth:`decode` gives
+        for the frame (the same arithmetic on the same raw values, without reading the
+        bits back). None when the message has no compiled layout."""
+        if not self._compiled or (mux_value is None) != (self._mux is None):
+            return None
+        group = self._groups.get(mux_value)
+        if group is None or self._make is None:
+            return None
+        names = tuple(s.name for s in group)
+        return names, self._make("encposraws", group), self._make("rawphys", group)
 
     def tuple_decoder(self) -> tuple[str, ...] | None:
         """For a message without multiplexing: its signals, in the order in which

@@ -2,7 +2,8 @@
 
 ``CanLink`` turns a node's values into frames through the binding (codec
 compiled from the DBC, alive counter, CRC), hands them to the other local
-nodes that receive them (decoded from the bytes, as on a bus) and to the
+nodes that receive them (the values the frame's bytes decode to, with the
+counter, range and value-table checks of a received frame) and to the
 python-can bus, and writes them to the log. Frames from the bus go through
 the checks a real ECU makes before a value reaches a node:
 
@@ -40,7 +41,14 @@ import numpy as np
 from bms.canbus.binding import Binding, BoundMessage, Page
 from bms.canbus.crc import CRC8
 from bms.canbus.pages import PagedArray
-from bms.canbus.programs import Encoder, Receiver, receive_program, send_program
+from bms.canbus.programs import (
+    Encoder,
+    LocalReceiver,
+    Receiver,
+    local_program,
+    receive_program,
+    send_program,
+)
 
 __all__ = [
     "CanLink",
@@ -240,6 +248,8 @@ class _Tx:
                 if missing:
                     self.extra[id(page)] = missing
         self.programs: list[Encoder] = [send_program(self, page) for page in bm.pages]
+        # each page's frame into a node here, from its raw values (CanLink builds them)
+        self.stores: list[LocalReceiver | None] = [None] * len(bm.pages)
 
 
 def dbc_range(sig: Any) -> tuple[float, float] | None:
@@ -344,7 +354,9 @@ class CanLink:
         for rx in self._rx.values():
             rx.deliver = receive_program(self, rx)
         for tx in self._tx.values():
-            tx.deliver = self._rx[tx.key].deliver
+            rx = self._rx[tx.key]
+            tx.deliver = rx.deliver
+            tx.stores = [local_program(self, rx, page) for page in tx.bm.pages]
         self._local_tx = {bm.key for bm in binding.messages.values() if bm.sender in nodes}
         self.route()
         self._log_interval_s = log_interval_s
@@ -393,17 +405,16 @@ class CanLink:
         tx = self._tx[name]
         out = self.nodes[tx.bm.sender].outputs
         if name not in self.filtered:
-            if page is not None:
-                self._emit(t_s, tx, tx.programs[page](out), tx.readers)
-                return 1
-            if tx.batch is not None:
+            if page is None and tx.batch is not None:
                 return self._send_batch(t_s, tx, out)
-            for encode in tx.programs:
-                self._emit(t_s, tx, encode(out), tx.readers)
-            return len(tx.programs)
+            pages = range(len(tx.programs)) if page is None else (page,)
+            for k in pages:
+                data, encoded = tx.programs[k](out)
+                self._emit(t_s, tx, data, tx.readers, encoded, tx.stores[k])
+            return len(pages)
         n = 0
         for encode in tx.programs if page is None else (tx.programs[page],):
-            data = encode(out)
+            data = encode(out)[0]
             if self.tx_filter is not None:
                 kept = self.tx_filter(t_s, tx.bm, data)
                 if kept is None:
@@ -424,6 +435,7 @@ class CanLink:
         if page is None:
             return lambda t_s: self.send(t_s, name)
         encode = tx.programs[page]
+        store = tx.stores[page]
         out = self.nodes[tx.bm.sender].outputs
         filtered = self.filtered
         emit = self._emit
@@ -431,7 +443,8 @@ class CanLink:
         def send(t_s: float) -> int:
             if name in filtered:
                 return self.send(t_s, name, page)
-            emit(t_s, tx, encode(out), tx.readers)
+            data, encoded = encode(out)
+            emit(t_s, tx, data, tx.readers, encoded, store)
             return 1
 
         return send
@@ -469,8 +482,19 @@ class CanLink:
             self._put_rows(t_s, tx, bytearray(data.tobytes()), data.shape[1])
         return n
 
-    def _emit(self, t_s: float, tx: _Tx, data: bytearray, to: tuple[NodeIO, ...]) -> None:
-        """One frame to the nodes ``to`` here, the taps, the bus and the log."""
+    def _emit(
+        self,
+        t_s: float,
+        tx: _Tx,
+        data: bytearray,
+        to: tuple[NodeIO, ...],
+        encoded: tuple[Any, ...] | None = None,
+        store: LocalReceiver | None = None,
+    ) -> None:
+        """One frame to the nodes ``to`` here, the taps, the bus and the log. A frame built
+        here and left intact comes with ``encoded`` (its raw values) and its page's
+        ``store``, which hands it to a node as ``tx.deliver`` would (see
+        :func:`~bms.canbus.programs.local_program`)."""
         stats = self.stats
         stats.frames_tx += 1
         stats.bits_tx += tx.bits
@@ -478,9 +502,14 @@ class CanLink:
             raw = bytes(data)
             for tap in self.taps:
                 tap(t_s, tx.bm, tx.fid, tx.ext, raw)
-        for node in to:
-            stats.frames_local += 1
-            tx.deliver(t_s, data, node)
+        if encoded is None or store is None:
+            for node in to:
+                stats.frames_local += 1
+                tx.deliver(t_s, data, node)
+        else:
+            for node in to:
+                stats.frames_local += 1
+                store(t_s, encoded, node)
         if self.bus_ok:
             if self.bus is not None or self.writer is not None:
                 self._put(t_s, tx, data)

@@ -204,6 +204,52 @@ def test_positional_encoder_and_tuple_decoder_equal_cantools(fixed, name: str, r
         assert_same_dict(decoded, msg.decode(frame, decode_choices=False))
 
 
+def _same_values(got: tuple[Any, ...], want: tuple[Any, ...]) -> None:
+    """Equal value for value, of the same type (an int stays an int), NaN equal to NaN."""
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert type(a) is type(b), (a, b)
+        assert a == b or (a != a and b != b), (a, b)
+
+
+@pytest.mark.parametrize("name", ["BMS_Mixed", "BMS_Wide", "BMS_Short", "BMS_Extended"])
+def test_the_raw_encoder_gives_the_frame_and_what_decoding_it_gives(fixed, name: str, rng) -> None:
+    msg, codec = codec_of(fixed, name)
+    made = codec.raw_encoder()
+    pos = codec.positional_encoder()
+    assert made is not None and pos is not None and codec.tuple_decoder() is not None
+    names, encode, phys = made
+    assert names == pos[0]
+    wild = [None, math.nan, math.inf, -math.inf, 1e30, -1e30, True, 0, -1]
+    for k in range(300):
+        values = [random_phys(rng, msg.get_signal_by_name(n)) for n in names]
+        if k % 3 == 0:  # no value, out of range, not a number: saturated or initial
+            values[int(rng.integers(0, len(values)))] = wild[k // 3 % len(wild)]
+        before = codec.saturated
+        result = encode(*values)
+        clamped = codec.saturated - before
+        assert len(result) == 1 + len(names)
+        assert result[0] == pos[1](*values)
+        assert codec.saturated - before == 2 * clamped  # the frame saturates alike
+        assert codec.decode_tuple is not None
+        _same_values(phys(result), codec.decode_tuple(result[0]))
+
+
+def test_the_raw_encoder_of_a_multiplexed_page_decodes_like_its_frame(fixed, rng) -> None:
+    msg, codec = codec_of(fixed, "BMS_OddPages")
+    assert codec.raw_encoder() is None  # a page must be named
+    for page in codec.mux_values:
+        made = codec.raw_encoder(page)
+        assert made is not None
+        names, encode, phys = made
+        for _ in range(50):
+            values = {n: random_phys(rng, msg.get_signal_by_name(n)) for n in names}
+            values[str(codec.multiplexer)] = page
+            result = encode(*(values[n] for n in names))
+            decoded = codec.decode(result[0])
+            _same_values(phys(result), tuple(decoded[n] for n in names))
+
+
 def test_positional_encoder_of_a_multiplexed_page_equals_cantools(fixed, rng) -> None:
     msg, codec = codec_of(fixed, "BMS_Cells")
     assert codec.tuple_decoder() is None  # pages decode through the multiplexer

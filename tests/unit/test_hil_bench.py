@@ -142,6 +142,8 @@ def test_a_frame_that_does_not_decode_is_counted_not_raised(bench, monkeypatch) 
     bench.advance(1.0)  # the bench and the device run on
     rec = bench.monitor.record("BMS_State")
     assert rec.decode_errors == 10
-    assert bench.emu.link.stats.errors["decode_error"] >= 10  # the VCU's own receive check
+    # the device's own vehicle controller takes a frame built in its process from the raw
+    # values it was built of, not through the decoder (frames from a bus are decoded)
+    assert bench.emu.link.stats.errors["decode_error"] == 0
     with pytest.raises(AssertionError, match="10 frames that did not decode"):
         expect_counters_and_crc(Device(bench), "BMS_State")

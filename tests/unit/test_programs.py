@@ -133,11 +133,17 @@ def _round_trip(binding: Binding, sizes: dict[str, int], rng) -> int:
         out = _random_outputs(bm, sizes, rng)
         for page_no, program in enumerate(tx.programs):
             count = tx.count
-            data = bytes(program(out))
+            frame, encoded = program(out)
+            data = bytes(frame)
             assert data == _reference_frame(bm, page_no, out, count), (name, page_no)
             receiver = _Node("check", sizes)
             link._rx[bm.key].deliver(7.0, data, receiver)  # type: ignore[arg-type]
             _check_received(bm, page_no, data, receiver)
+            store = tx.stores[page_no]  # the same frame handed over inside the process
+            assert store is not None and encoded is not None
+            local = _Node("check-local", sizes)
+            store(7.0, encoded, local)  # type: ignore[arg-type]
+            _check_received(bm, page_no, data, local)
             checked += 1
     assert not link.stats.errors
     return checked
@@ -171,7 +177,8 @@ def test_a_value_outside_the_dbc_range_arrives_as_nan_and_is_counted(tmp_path: P
     bm = binding.messages["MasterStatus"]
     out = _random_outputs(bm, sizes, np.random.default_rng(6))
     out["soc_display_perc"] = 120.0
-    data = bytes(link._tx["MasterStatus"].programs[0](out))
+    frame, encoded = link._tx["MasterStatus"].programs[0](out)
+    data = bytes(frame)
     assert bm.codec.message.decode(data)["Soc"] == 120.0  # on the bus as sent
     receiver = _Node("vcu", sizes)
     link._rx[bm.key].deliver(1.0, data, receiver)  # type: ignore[arg-type]
@@ -179,6 +186,80 @@ def test_a_value_outside_the_dbc_range_arrives_as_nan_and_is_counted(tmp_path: P
     got = receiver.inputs["charge_current_limit_a"]  # the rest of the frame is fine
     assert abs(got - out["charge_current_limit_a"]) <= 0.05 + 1e-9  # half an LSB
     assert link.stats.errors["out_of_range"] == 1
+    local = _Node("vcu-here", sizes)  # the same frame handed over inside the process
+    store = link._tx["MasterStatus"].stores[0]
+    assert store is not None
+    store(1.0, encoded, local)  # type: ignore[arg-type]
+    assert math.isnan(local.inputs["soc_display_perc"])
+    assert local.inputs["charge_current_limit_a"] == got
+    assert link.stats.errors["out_of_range"] == 2
+
+
+def _wild_outputs(bm: BoundMessage, sizes: dict[str, int], rng) -> dict[str, Any]:
+    """Outputs of ``bm`` with some values missing, not a number, far out of range or not
+    in the value table."""
+    out = _random_outputs(bm, sizes, rng)
+    kind = {s.value: s.kind for page in bm.pages for s in page.slots}
+    labels = {v for v, k in kind.items() if k == "enum"}
+    for key in list(out):
+        pick = rng.random()
+        odd = [-3, 10**9, 0] if kind[key] == "count" else [math.nan, 1e12, -1e12, math.inf, 2.5]
+        value = odd[int(rng.integers(0, len(odd)))]
+        if pick < 0.15:
+            del out[key]
+        elif pick >= 0.6:
+            continue
+        elif key in labels:
+            out[key] = "NoSuchLabel"
+        elif isinstance(out[key], np.ndarray):
+            out[key][rng.integers(0, out[key].size, 3)] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _held(node: _Node) -> tuple[Any, ...]:
+    """All a test node holds, comparable (NaN equal to NaN, a label to a label)."""
+    return (
+        {k: str(v) for k, v in node.inputs.items()},
+        {k: a.tobytes() for k, a in node.arrays.items()},
+        {k: a.tobytes() for k, a in node.array_time.items()},
+        dict(node.rx_time),
+        list(node.seen),
+    )
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_frame_built_here_reaches_a_node_as_its_bytes_would(seed: int) -> None:
+    """The local store of a page gives the node what decoding the frame's bytes gives,
+    and counts the same errors, for odd values too (saturated, NaN, out of the DBC's range,
+    not in a value table), and it checks the alive counter as the receive program does."""
+    binding = load_binding(sizes=SIZES)
+    roles = {r for bm in binding.messages.values() for r in (bm.sender, *bm.receivers)}
+    link = CanLink(binding, {r: _Node(r, SIZES) for r in roles})  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    errors = link.stats.errors
+    compared = 0
+    for _ in range(4):
+        for name, bm in binding.messages.items():
+            tx, rx = link._tx[name], link._rx[bm.key]
+            out = _wild_outputs(bm, SIZES, rng)
+            by_bytes, by_store = _Node("a", SIZES), _Node("b", SIZES)
+            for page_no, program in enumerate(tx.programs):
+                frame, encoded = program(out)
+                store = tx.stores[page_no]
+                assert store is not None and encoded is not None
+                for _repeat in range(2):  # the second is a repeated counter where there is one
+                    before = dict(errors)
+                    rx.deliver(3.0, bytes(frame), by_bytes)  # type: ignore[arg-type]
+                    counted = {k: v - before.get(k, 0) for k, v in errors.items()}
+                    before = dict(errors)
+                    store(3.0, encoded, by_store)  # type: ignore[arg-type]
+                    assert {k: v - before.get(k, 0) for k, v in errors.items()} == counted
+                assert _held(by_store) == _held(by_bytes), (name, page_no)
+                compared += 1
+    assert errors["counter_repeat"] > 0  # (out of range: a user's matrix, below)
+    assert compared > 400
 
 
 def _two_links(bus_a: can.BusABC, bus_b: can.BusABC, seed: int):
