@@ -456,17 +456,24 @@ def protection_kernel(
         tc = timers[c]
         lc = row_levels[c]
         rows = n if q == Q_CELL_V else 1
+        # a value on the safe side of every limit leaves a row at level 0 where it was:
+        # its timers count the time clear, as debounce_row would (the usual case)
+        if above:
+            safe = min(limits[0], min(limits[1], limits[2]))
+        else:
+            safe = max(limits[0], max(limits[1], limits[2]))
         lvl = 0
         for g in range(rows):
-            if not applies:  # the condition counts as clear, the level drops at once
-                for k in range(3):
-                    tc[g, k] = min(tc[g, k], 0.0) - dt_s
-                lc[g] = 0
-                continue
             if q == Q_CELL_V:
                 value = v[g]
                 if not (value > v_lo and value < v_hi):
                     value = fill
+            quiet = not applies or (lc[g] == 0 and (value <= safe if above else value >= safe))
+            if quiet:  # (not applying: the condition counts as clear, the level drops at once)
+                for k in range(3):
+                    tc[g, k] = min(tc[g, k], 0.0) - dt_s
+                lc[g] = 0
+                continue
             lc[g] = debounce_row(value, limits, above, debounce_s, clear_s, tc, g, lc[g], dt_s)
             lvl = max(lvl, lc[g])
         if levels[c] != lvl:
