@@ -183,6 +183,9 @@ class NodeIO(Protocol):
 
     def on_message(self, t_s: float, name: str) -> None: ...
 
+    # just before one of its messages is encoded (a sender made with prepare=True)
+    def prepare(self, t_s: float, message: str) -> None: ...
+
 
 @dataclass
 class LinkStats:
@@ -363,7 +366,7 @@ class CanLink:
         self._logged: set[tuple[str, int]] = set()
         self._last_log: dict[str, float] = {}
         self._since_log: Counter[str] = Counter()
-        self.timestamp = timestamp or (lambda t: t)
+        self.timestamp = timestamp  # simulated time -> a frame's timestamp (None: as is)
         self.bus_ok = True
         self.on_send_error: Callable[[Exception], None] | None = None
         # a tester's hooks (the HIL suite): ``taps`` see every frame sent here or received
@@ -424,23 +427,36 @@ class CanLink:
             n += 1
         return n
 
-    def sender(self, name: str, page: int | None = None) -> Callable[[float], int]:
+    def sender(
+        self, name: str, page: int | None = None, prepare: bool = False
+    ) -> Callable[[float], int]:
         """``send(t_s)``: :meth:`send` of message ``name`` (one page, or every page) as one
         callable for a scheduler, for the emulator's some 400 single frames per simulated
         second: the usual frame (no tester's filter) is encoded and emitted without the
-        look-ups of :meth:`send`. Bound to the sending node's outputs as it is now."""
+        look-ups of :meth:`send`. Bound to the sending node's outputs as it is now.
+        ``prepare``: call the sending node's ``prepare(t_s, name)`` first (looked up at
+        every frame, so a node's method may be replaced while it runs)."""
         tx = self._tx[name]
+        node = self.nodes[tx.bm.sender]
         if page is None and len(tx.programs) == 1 and tx.batch is None:
             page = 0
         if page is None:
-            return lambda t_s: self.send(t_s, name)
+
+            def send_pages(t_s: float) -> int:
+                if prepare:
+                    node.prepare(t_s, name)
+                return self.send(t_s, name)
+
+            return send_pages
         encode = tx.programs[page]
         store = tx.stores[page]
-        out = self.nodes[tx.bm.sender].outputs
+        out = node.outputs
         filtered = self.filtered
         emit = self._emit
 
         def send(t_s: float) -> int:
+            if prepare:
+                node.prepare(t_s, name)
             if name in filtered:
                 return self.send(t_s, name, page)
             data, encoded = encode(out)
@@ -520,7 +536,8 @@ class CanLink:
 
     def _put(self, t_s: float, tx: _Tx, data: bytearray) -> None:
         """Onto the python-can bus and into the log."""
-        msg = _new_message(self.timestamp(t_s), tx.fid, tx.ext, data)
+        stamp = t_s if self.timestamp is None else self.timestamp(t_s)
+        msg = _new_message(stamp, tx.fid, tx.ext, data)
         bus = self.bus
         if bus is not None and self.bus_ok:
             try:
@@ -537,7 +554,7 @@ class CanLink:
 
     def _put_rows(self, t_s: float, tx: _Tx, raw: bytearray, width: int) -> None:
         """:meth:`_put` for consecutive frames of ``width`` bytes in ``raw``."""
-        stamp = self.timestamp(t_s)
+        stamp = t_s if self.timestamp is None else self.timestamp(t_s)
         bus = self.bus if self.bus_ok else None
         writer = self.writer
         new = _new_message
@@ -559,7 +576,7 @@ class CanLink:
         self.stats.frames_rx += 1
         if self.writer is not None:
             logged = can.Message(
-                timestamp=self.timestamp(t_s),
+                timestamp=t_s if self.timestamp is None else self.timestamp(t_s),
                 arbitration_id=msg.arbitration_id,
                 is_extended_id=msg.is_extended_id,
                 is_remote_frame=msg.is_remote_frame,

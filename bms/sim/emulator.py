@@ -286,14 +286,9 @@ class Emulator:
                 state["page"] = (state["page"] + 1) % n_pages
 
             self.scheduler.every(bm.period_s / n_pages, send_page, name=name, offset_s=offset_s)  # type: ignore[operator]
-        else:
-            send = self.link.sender(name)
-
-            def send_all(t: float) -> None:
-                node.prepare(t, name)
-                send(t)
-
-            self.scheduler.every(bm.period_s, send_all, name=name, offset_s=offset_s)  # type: ignore[arg-type]
+        else:  # the node's prepare, then the frame (or frames)
+            send = self.link.sender(name, prepare=True)
+            self.scheduler.every(bm.period_s, send, name=name, offset_s=offset_s)  # type: ignore[arg-type]
 
     def dbc_bus_load(self) -> float:
         """Bus load the DBC's periods give for this pack (all nodes), worst-case bits."""
