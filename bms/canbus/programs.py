@@ -208,6 +208,9 @@ def local_program(link: CanLink, rx: _Rx, page: Page) -> LocalReceiver | None:
     if raw is None:
         return None
     names, _, phys = raw
+    needed = {s.signal for s in page.slots} | ({rx.bm.counter} if rx.bm.counter else set())
+    if not needed <= set(names):  # (a counter on another page: its send takes the dict path)
+        return None
     src = _Src(_count=link._count, _phys=phys, _last=rx.last_counter)
     where = {n: i for i, n in enumerate(names)}
 
