@@ -332,6 +332,15 @@ def _bind_message(
         if key in spec and not isinstance(spec[key], str):
             problems.append(f"{where}: {key} must be a name (a string), got {spec[key]!r}")
             return None
+
+    def in_every_frame(what: str, s: cantools.database.can.Signal) -> None:
+        if s.multiplexer_signal is not None:
+            pages = ", ".join(map(str, s.multiplexer_ids or ()))
+            problems.append(
+                f"{where}: {what} {s.name!r} is multiplexed (only in the frames of"
+                f" {s.multiplexer_signal} = {pages}); it must be in every frame"
+            )
+
     counter = spec.get("counter")
     counter_mod = 0
     if counter is not None:
@@ -339,6 +348,7 @@ def _bind_message(
         if s is not None:
             special.add(counter)
             counter_mod = 1 << s.length
+            in_every_frame("alive counter", s)
     crc = spec.get("crc")
     crc_byte = -1
     crc_alg = spec.get("crc_algorithm", default_crc)
@@ -346,6 +356,7 @@ def _bind_message(
         s = signal(crc)
         if s is not None:
             special.add(crc)
+            in_every_frame("CRC", s)
             lo = min(codec_bits(s))
             if s.length != 8 or lo % 8 != 0 or s.is_signed or s.scale != 1 or s.offset != 0:
                 problems.append(

@@ -177,7 +177,20 @@ def test_a_user_matrix_runs_the_closed_loop(user_binding: Path) -> None:
 
 
 def test_a_broken_binding_lists_every_problem(user_binding: Path) -> None:
+    # an alive counter on one page only of a multiplexed message
+    dbc = user_binding.parent / "user.dbc"
+    dbc.write_text(
+        USER_DBC.replace(
+            ' SG_ U6 m1 : 47|16@0+ (1,0) [0|65535] "mV" Master\n',
+            ' SG_ U6 m1 : 47|16@0+ (1,0) [0|65535] "mV" Master\n'
+            ' SG_ Cnt7 m1 : 63|4@0+ (1,0) [0|15] "" Master\n',
+        )
+    )
     text = user_binding.read_text()
+    text = text.replace(
+        'elements = ["U1", "U2", "U3", "U4", "U5", "U6"]',
+        'elements = ["U1", "U2", "U3", "U4", "U5", "U6"]\ncounter = "Cnt7"',
+    )
     text = text.replace('I = "current_a"', 'I = "pack_voltage_v"')  # mA is no voltage
     text = text.replace('unused = ["Spare"]', "")  # a transmitted signal left unbound
     text = text.replace('Soc = "soc_display_perc"', 'Soc = "soc_display_perc"\nSoh = "soh_perc"')
@@ -195,7 +208,11 @@ def test_a_broken_binding_lists_every_problem(user_binding: Path) -> None:
     assert "no signal 'T9' in message Temps" in problems
     assert "the value table lacks None, PrechargeFailed, Welded, FeedbackLost" in problems
     assert "node bms: no bound message carries its input 'current_a'" in problems
-    assert len(err.value.problems) >= 7
+    assert (
+        "alive counter 'Cnt7' is multiplexed (only in the frames of Mux = 1); it must be in"
+        " every frame" in problems
+    )
+    assert len(err.value.problems) >= 8
     assert str(err.value).startswith(f"{user_binding}: ")
 
 
