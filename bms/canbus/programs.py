@@ -26,9 +26,10 @@ built here into a node here, from ``encoded``. What it stores is what
 value the frame carries with the decoder's own arithmetic, and the counter, the
 range and value-table checks run as on a received frame. It skips what cannot
 fail for bytes built by this link (length and CRC) and the reading of the bits
-back: a third of the per-frame cost of the 400 frames a simulated second that
-the emulator's nodes send one another. A frame from the bus, or one a tester
-changed, always takes ``deliver``.
+back, and takes about half the time of ``deliver`` (1.3 against 2.4 us for
+PDU_Current), for the some 390 frames a simulated second that the emulator's
+nodes send one another. A frame from the bus, or one a tester changed, always
+takes ``deliver``.
 """
 
 from __future__ import annotations
