@@ -1039,12 +1039,11 @@ class MessageCodec:
         their physical values as positional arguments in that order (None: the signal's
         initial value), as :meth:`encode` encodes them but without building a dict.
         None when the message has no compiled layout (use :meth:`encode`)."""
-        if not self._compiled or (mux_value is None) != (self._mux is None):
+        made = self._page_maker(mux_value)
+        if made is None:
             return None
-        group = self._groups.get(mux_value)
-        if group is None or self._make is None:
-            return None
-        return tuple(s.name for s in group), self._make("encpos", group)
+        group, make = made
+        return tuple(s.name for s in group), make("encpos", group)
 
     def raw_encoder(self, mux_value: int | None = None) -> RawEncoder | None:
         """:meth:`positional_encoder` for a sender that hands the frame to a receiver in
@@ -1053,13 +1052,23 @@ class MessageCodec:
         the signals' physical values from that result, equal to what :meth:`decode` gives
         for the frame (the same arithmetic on the same raw values, without reading the
         bits back). None when the message has no compiled layout."""
+        made = self._page_maker(mux_value)
+        if made is None:
+            return None
+        group, make = made
+        return tuple(s.name for s in group), make("encposraws", group), make("rawphys", group)
+
+    def _page_maker(
+        self, mux_value: int | None
+    ) -> tuple[list[_Sig], Callable[[str, Sequence[_Sig]], Any]] | None:
+        """The signals of a page (``mux_value``: None for a message without a multiplexer)
+        and the factory of its compiled functions; None without a compiled layout."""
         if not self._compiled or (mux_value is None) != (self._mux is None):
             return None
         group = self._groups.get(mux_value)
         if group is None or self._make is None:
             return None
-        names = tuple(s.name for s in group)
-        return names, self._make("encposraws", group), self._make("rawphys", group)
+        return group, self._make
 
     def tuple_decoder(self) -> tuple[str, ...] | None:
         """For a message without multiplexing: its signals, in the order in which

@@ -114,7 +114,8 @@ class SohEstimator:
         used)."""
         g, base = self.model.grid, self.model.tables.base
         unknown = ~(np.isfinite(soc) & np.isfinite(temps))
-        if unknown.any():
+        any_unknown = bool(unknown.any())
+        if any_unknown:
             soc = np.where(unknown, 0.5, soc)
             temps = np.where(unknown, 25.0, temps)
         fi = (np.clip(soc, 0.0, 1.0) - g["soc0"]) * g["soc_inv"]
@@ -131,6 +132,6 @@ class SohEstimator:
             + wi * wj * r[i + 1, j + 1]
         )
         r0 = r0 / self.model.n_parallel
-        if unknown.any():
+        if any_unknown:
             r0[unknown] = np.nan
         return r0

@@ -253,7 +253,7 @@ class Emulator:
                 if pause_s > 0:
                     sch.every(bm.period_s, self._pause_task(node), name="cmu pause", priority=10.1)
                 offset = pause_s
-            self._schedule_message(bm, node, offset)
+            self._schedule_message(bm, offset)
         if "bms" in self.nodes:
             bms_node = self.nodes["bms"]
             assert isinstance(bms_node, BmsNode)
@@ -273,15 +273,15 @@ class Emulator:
     def _pause_task(self, node: PackNode) -> Callable[[float], None]:
         return lambda t: node.prepare(t, "__cmu_pause__")
 
-    def _schedule_message(self, bm: BoundMessage, node: Node, offset_s: float) -> None:
+    def _schedule_message(self, bm: BoundMessage, offset_s: float) -> None:
+        """Its sender's frames at the DBC period (the link calls the node's prepare)."""
         name = bm.name
         n_pages = len(bm.pages)
         if n_pages > 1 and bm.spread:
-            senders = [self.link.sender(name, page) for page in range(n_pages)]
+            senders = [self.link.sender(name, page, prepare=True) for page in range(n_pages)]
             state = {"page": 0}
 
-            def send_page(t: float) -> None:
-                node.prepare(t, name)
+            def send_page(t: float) -> None:  # the node's prepare, then the next page
                 senders[state["page"]](t)
                 state["page"] = (state["page"] + 1) % n_pages
 
