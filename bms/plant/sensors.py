@@ -124,19 +124,22 @@ class _NormalStream:
     def __init__(self, rng: np.random.Generator):
         self._rng = rng
         self._block = np.empty(0)
+        self._values: list[float] = []  # the block as Python floats, for scalar()
         self._pos = self.BLOCK  # drawn on first use
 
     def _refill(self) -> None:
         self._block = self._rng.standard_normal(self.BLOCK)
+        self._values = self._block.tolist()
         self._pos = 0
 
     def scalar(self) -> float:
         """The next value."""
-        if self._pos >= self.BLOCK:
+        pos = self._pos
+        if pos >= self.BLOCK:
             self._refill()
-        v: float = self._block.item(self._pos)
-        self._pos += 1
-        return v
+            pos = 0
+        self._pos = pos + 1
+        return self._values[pos]
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """``out`` (1-D) filled with the next ``out.size`` values."""
@@ -159,11 +162,12 @@ class _Channel:
         self.cfg = cfg
         self.offset = float(rng.normal(0.0, cfg.offset_v)) if cfg.offset_v > 0 else 0.0
         self.gain = float(rng.normal(0.0, cfg.gain_error)) if cfg.gain_error > 0 else 0.0
+        # the constants of read(), looked up once (a reading is taken every 10 ms)
+        self._k = (1.0 + self.gain, self.offset, cfg.noise_v, cfg.resolution_v, cfg.full_scale_v)
 
     def read(self, true_v: float, noise: float) -> float:
-        c = self.cfg
-        v = true_v * (1.0 + self.gain) + self.offset + noise * c.noise_v
-        return _quantise(v, c.resolution_v, -c.full_scale_v, c.full_scale_v)
+        gain, offset, noise_v, lsb, fs = self._k
+        return _quantise(true_v * gain + offset + noise * noise_v, lsb, -fs, fs)
 
 
 class Sensors:
@@ -203,6 +207,8 @@ class Sensors:
         self._t_noise = np.zeros(n_t)
 
         self._i_offset_fault_a = 0.0
+        ic = sc.current
+        self._i_k = (1.0 + ic.gain_error, ic.offset_a, ic.noise_a, ic.resolution_a, ic.full_scale_a)
         self._pack_ch = _Channel(sc.pack_voltage, rng)
         self._bus_ch = _Channel(sc.bus_voltage, rng)
 
@@ -259,14 +265,9 @@ class Sensors:
         return self._current(self._noise.scalar())
 
     def _current(self, noise: float) -> float:
-        c = self.cfg.current
-        i = (
-            self._pack.current_a * (1.0 + c.gain_error)
-            + c.offset_a
-            + self._i_offset_fault_a
-            + noise * c.noise_a
-        )
-        return _quantise(i, c.resolution_a, -c.full_scale_a, c.full_scale_a)
+        gain, offset, noise_a, lsb, fs = self._i_k
+        i = self._pack.current_a * gain + offset + self._i_offset_fault_a + noise * noise_a
+        return _quantise(i, lsb, -fs, fs)
 
     def pack_voltage(self) -> float:
         return self._pack_ch.read(self._pack.voltage_v, self._noise.scalar())
