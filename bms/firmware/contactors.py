@@ -138,6 +138,8 @@ class ContactorControl:
 
     def update(self, t_s: float, m: Measurement, request: str, fault_open: bool) -> dict[str, bool]:
         """Advance the state machine to time ``t_s``; return the commands to send."""
+        if self._steady(t_s, m, request, fault_open):
+            return dict(self._cmd)
         if self.state_since_s is None:
             self.state_since_s = t_s
         self._t = t_s
@@ -180,6 +182,31 @@ class ContactorControl:
             self._mains_closed_since_open = False
             self._weld_check_since = t_s
         return dict(self._cmd)
+
+    def _steady(self, t_s: float, m: Measurement, request: str, fault_open: bool) -> bool:
+        """The usual 10 ms of a drive or a charge: closed as the vehicle asks, no fault,
+        no reset, no weld check pending, every contactor following its command. Does what
+        the full update does then (the supervision's timers cleared, the state entered
+        again) and returns True; False, having changed nothing, in any other case."""
+        cmd = self._cmd
+        got = m.contactor_feedback
+        if not (
+            self.state is _CLOSED.get(request)
+            and cmd["main_pos"]
+            and not fault_open
+            and not self._reset_requested
+            and self._weld_check_since is None
+            and bool(got.get("main_pos", False)) == cmd["main_pos"]
+            and bool(got.get("main_neg", False)) == cmd["main_neg"]
+            and bool(got.get("precharge", False)) == cmd["precharge"]
+        ):
+            return False
+        self._t = t_s
+        ms = self._mismatch_since
+        ms["main_pos"] = ms["main_neg"] = ms["precharge"] = None
+        self._fault_since = None
+        self._set_phase(t_s, "")
+        return True
 
     # ------------------------------------------------------------------ states
 

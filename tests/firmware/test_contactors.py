@@ -424,3 +424,86 @@ def test_bad_config_raises_one_line_error_naming_the_field(name, value) -> None:
     assert f"[firmware.contactors] {name}:" in msg
     assert "\n" not in msg
     assert exc.value.field == f"[firmware.contactors] {name}"
+
+
+# ---------------------------------------------------------------------- the steady path
+
+
+def _script(loop: Loop) -> None:
+    """Close, drive, switch to charge, a fault-open pulse and a reset, a feedback glitch,
+    a reset with nothing latched, standby and a welded main while opening."""
+
+    def glitch(m: Measurement) -> None:  # each auxiliary contact off its command awhile
+        t = loop.pack.time_s
+        for name, start, value in (
+            ("main_pos", 1.2, False),
+            ("main_neg", 1.5, False),
+            ("precharge", 1.8, True),
+        ):
+            if start <= t < start + 0.05:
+                m.contactor_feedback[name] = value
+
+    loop.run(1.0, "drive", 100.0)
+    loop.run(1.0, "drive", 50.0, edit=glitch)
+    loop.run(1.5, "charge", -50.0)
+    loop.run(0.05, "charge", -50.0, fault_open=True)
+    loop.ctl.reset()
+    loop.run(1.0, "charge", -50.0)
+    loop.run(1.0, "standby")
+    loop.ctl.reset()
+    loop.run(2.0, "drive", 80.0)
+    loop.pack.contactors.weld("main_neg")
+    loop.run(1.0, "standby")
+    loop.ctl.reset()
+    loop.run(1.0, "standby")
+
+
+def _snapshot(ctl: ContactorControl) -> tuple[object, ...]:
+    return (
+        ctl.state,
+        dict(ctl._cmd),
+        dict(ctl._mismatch_since),
+        ctl._phase,
+        ctl._phase_since,
+        ctl._fault_since,
+        ctl._weld_check_since,
+        ctl._mains_closed_since_open,
+        ctl.state_since_s,
+        ctl.time_in_state_s,
+        frozenset(ctl.faults),
+        (ctl.closings, ctl.openings_under_load, ctl.precharge_attempts),
+    )
+
+
+def test_the_steady_path_does_exactly_what_the_full_update_does(monkeypatch) -> None:
+    """The shortcut for the usual closed 10 ms (``_steady``) leaves the state machine as
+    the full update leaves it, tick for tick, over a script that leaves and re-enters
+    it every way; and it is taken on the closed ticks."""
+    steady = ContactorControl._steady
+    taken = []
+
+    def counted(self, *args):
+        took = steady(self, *args)
+        taken.append(took)
+        return took
+
+    runs = []
+    for shortcut in (True, False):
+        monkeypatch.setattr(ContactorControl, "_steady", counted if shortcut else lambda *a: False)
+        loop = Loop(plant(), ContactorControl())
+        snaps: list[tuple[object, ...]] = []
+        update = loop.ctl.update
+
+        def recorded(*args, update=update, snaps=snaps, ctl=loop.ctl):
+            cmds = update(*args)
+            snaps.append((cmds, _snapshot(ctl)))
+            return cmds
+
+        loop.ctl.update = recorded  # type: ignore[method-assign]
+        _script(loop)
+        runs.append((snaps, [(r.state, r.cmds, r.actual) for r in loop.log]))
+    assert len(runs[0][0]) == len(runs[1][0]) > 900
+    for k, (a, b) in enumerate(zip(runs[0][0], runs[1][0], strict=True)):
+        assert a == b, f"tick {k}"
+    assert runs[0][1] == runs[1][1]
+    assert 300 < sum(taken) < len(taken)  # the shortcut ran on the closed ticks, not all
