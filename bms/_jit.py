@@ -34,3 +34,9 @@ def kernel(fn: F) -> F:
 def inline(fn: F) -> F:
     """A per-cell helper, inlined into every kernel that calls it."""
     return numba.njit(inline="always", **JIT_FLAGS)(fn)
+
+
+def shared(fn: F) -> F:
+    """A helper that kernels and Python both call: plain Python from Python, compiled into
+    the kernel that calls it (a layout written once for both sides)."""
+    return numba.extending.register_jitable(fn)

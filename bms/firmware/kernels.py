@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from bms._jit import inline, kernel
+from bms._jit import inline, kernel, shared
 from bms.plant.layout import T_E1, T_E2, T_HYST, T_OCV, T_R0, T_R1, T_R2
 
 # prm: filter parameters, shape (NPRM,)
@@ -330,25 +330,45 @@ def gather_inside(x, lo, hi, out):  # pragma: no cover - numba
     return n
 
 
+def protection_buffers(n: int, n_t: int, n_checks: int) -> tuple[np.ndarray, np.ndarray]:
+    """The float and the int buffer that hold the parameters and the state of
+    :func:`protection_kernel` for ``n`` groups, ``n_t`` temperature sensors and
+    ``n_checks`` limit checks, zeroed (:func:`protection_views` takes them apart)."""
+    floats = np.zeros(NPR + n_checks * NL + n_checks * n * 3 + 2 * n_t + NPL + n)
+    ints = np.zeros(n_checks * 2 + n_checks * n + n_checks + NPL, dtype=np.int64)
+    return floats, ints
+
+
+@shared
+def protection_views(fbuf, ibuf, n, n_t, n_checks):
+    """``prm, lim, wiring, timers, row_levels, t_last, t_frozen_s, plaus_s, scratch,
+    levels`` (see :func:`protection_kernel`) as views of the two buffers: the kernel
+    takes two arrays instead of ten (a numba call costs about 0.1 us per array it is
+    given, and this one runs every 10 ms)."""
+    a = NPR
+    b = a + n_checks * NL
+    c = b + n_checks * n * 3
+    d = c + n_t
+    e = d + n_t
+    f = e + NPL
+    j = n_checks * 2
+    k = j + n_checks * n
+    return (
+        fbuf[:a],
+        fbuf[a:b].reshape((n_checks, NL)),
+        ibuf[:j].reshape((n_checks, 2)),
+        fbuf[b:c].reshape((n_checks, n, 3)),
+        ibuf[j:k].reshape((n_checks, n)),
+        fbuf[c:d],
+        fbuf[d:e],
+        fbuf[e:f],
+        fbuf[f : f + n],
+        ibuf[k:],
+    )
+
+
 @kernel
-def protection_kernel(
-    v,
-    t,
-    current_a,
-    since_command_s,
-    mains_open,
-    dt_s,
-    prm,
-    lim,
-    wiring,
-    timers,
-    row_levels,
-    t_last,
-    t_frozen_s,
-    plaus_s,
-    scratch,
-    levels,
-):
+def protection_kernel(v, t, current_a, since_command_s, mains_open, dt_s, fbuf, ibuf, n_checks):
     """Every protection check of one period on one measurement.
 
     ``v`` (n,) cell voltages, ``t`` (n_t,) temperatures, ``mains_open`` whether no
@@ -367,9 +387,16 @@ def protection_kernel(
     Returns (levels changed, highest level, group of the highest voltage, group
     of the lowest), the groups as ``np.argmax`` and ``np.argmin`` of ``v`` (the
     first not-a-number if any).
+
+    ``prm`` to ``levels`` are views of ``fbuf`` and ``ibuf``
+    (:func:`protection_views`).
     """
-    # ---- cell voltages: plausibility, plausible extremes, worst groups
     n = v.shape[0]
+    n_t = t.shape[0]
+    prm, lim, wiring, timers, row_levels, t_last, t_frozen_s, plaus_s, scratch, levels = (
+        protection_views(fbuf, ibuf, n, n_t, n_checks)
+    )
+    # ---- cell voltages: plausibility, plausible extremes, worst groups
     v_lo = prm[PR_CELL_V_LO]
     v_hi = prm[PR_CELL_V_HI]
     n_ok = 0
@@ -402,7 +429,6 @@ def protection_kernel(
         gather_inside(v, v_lo, v_hi, scratch)
         fill = np.median(scratch[:n_ok])  # a copy, only while a reading is implausible
     # ---- temperatures: plausible extremes, frozen readings
-    n_t = t.shape[0]
     t_lo = prm[PR_TEMP_LO_C]
     t_hi = prm[PR_TEMP_HI_C]
     t_ok = 0
@@ -424,7 +450,6 @@ def protection_kernel(
     charging = current_a < -prm[PR_CHARGE_A]
     changed = 0
     worst = 0
-    n_checks = lim.shape[0]
     for c in range(n_checks):
         q = wiring[c, 0]
         when = wiring[c, 1]

@@ -87,7 +87,22 @@ class Protections:
         self.n_groups = n_groups
         self.n_temp_sensors = n_temp_sensors
         self._names = (*_LIMITS, *PLAUSIBILITY)
-        prm = np.zeros(K.NPR)
+        n_checks = len(_LIMITS)
+        self._n_checks = n_checks
+        # parameters and state in two buffers, seen here through views (the kernel's own)
+        self._fbuf, self._ibuf = K.protection_buffers(n_groups, n_temp_sensors, n_checks)
+        (
+            prm,
+            self._lim,
+            self._wiring,
+            self._timers,  # debounce state: (check, group, level); group 0 for one value
+            self._row_levels,
+            self._t_last,
+            self._t_frozen_s,
+            self._plaus_s,
+            self._scratch,
+            self._levels,
+        ) = K.protection_views(self._fbuf, self._ibuf, n_groups, n_temp_sensors, n_checks)
         prm[K.PR_CELL_V_LO], prm[K.PR_CELL_V_HI] = cfg.cell_voltage_plausible_v
         prm[K.PR_TEMP_LO_C], prm[K.PR_TEMP_HI_C] = cfg.temp_plausible_c
         prm[K.PR_STUCK_S] = cfg.temp_stuck_s
@@ -95,7 +110,6 @@ class Protections:
         prm[K.PR_PLAUSIBILITY_S] = cfg.plausibility_s
         prm[K.PR_CHARGE_A] = cfg.charge_current_a
         self._prm = prm
-        self._lim = np.zeros((len(_LIMITS), K.NL))
         for c, name in enumerate(_LIMITS):
             lim = getattr(cfg, name)
             self._lim[c, K.L_LIMITS : K.L_LIMITS + 3] = (lim.warning, lim.alarm, lim.fault)
@@ -106,15 +120,8 @@ class Protections:
             )
             self._lim[c, K.L_CLEAR_S] = lim.clear_s
             self._lim[c, K.L_ABOVE] = 1.0 if lim.above else 0.0
-        self._wiring = np.array(list(_LIMITS.values()), dtype=np.int64)
-        # debounce state: (check, group, level); a single-value check uses group 0
-        self._timers = np.zeros((len(_LIMITS), n_groups, 3))
-        self._row_levels = np.zeros((len(_LIMITS), n_groups), dtype=np.int64)
-        self._plaus_s = np.zeros(len(PLAUSIBILITY))
-        self._t_last = np.full(n_temp_sensors, np.nan)
-        self._t_frozen_s = np.zeros(n_temp_sensors)
-        self._scratch = np.empty(n_groups)
-        self._levels = np.zeros(len(self._names), dtype=np.int64)
+        self._wiring[:] = list(_LIMITS.values())
+        self._t_last[:] = np.nan
         self._over_limit_s = {"charge_overcurrent": 0.0, "discharge_overcurrent": 0.0}
         self._level_of = dict.fromkeys(self._names, 0)  # the kernel's levels, by name
         self.status = ProtectionStatus()
@@ -137,16 +144,9 @@ class Protections:
             float(since_command_s),
             mains_open,
             float(dt_s),
-            self._prm,
-            self._lim,
-            self._wiring,
-            self._timers,
-            self._row_levels,
-            self._t_last,
-            self._t_frozen_s,
-            self._plaus_s,
-            self._scratch,
-            self._levels,
+            self._fbuf,
+            self._ibuf,
+            self._n_checks,
         )
         st = self.status
         lv = st.levels
