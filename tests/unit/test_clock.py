@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import math
+import random
 import time
 
 import pytest
@@ -115,13 +118,13 @@ def test_tasks_of_one_rate_share_a_queue_entry_and_keep_their_order() -> None:
         sch.every(0.1, lambda t, n=name: seen.append((n, round(t, 9))), name=name)
     sch.every(0.1, lambda t: seen.append(("late", round(t, 9))), name="late", priority=10.1)
     sch.every(0.1, lambda t: seen.append(("off", round(t, 9))), name="off", offset_s=0.05)
-    assert len(sch._queue) == 3  # a, b, c share one entry
+    assert len(sch._queue) == 2  # a, b, c and late share one entry
     sch.run_until(0.1)
     assert seen == [
         ("a", 0.0), ("b", 0.0), ("c", 0.0), ("late", 0.0), ("off", 0.05),
         ("a", 0.1), ("b", 0.1), ("c", 0.1), ("late", 0.1),
     ]  # fmt: skip
-    assert sch.stats.events == 5  # entries run, not tasks
+    assert sch.stats.events == 3  # entries run, not tasks
 
 
 def test_a_task_added_after_its_rate_has_run_keeps_its_own_times() -> None:
@@ -162,3 +165,120 @@ def test_real_time_counts_an_overrun_for_every_task_of_a_stalled_rate() -> None:
     assert sch.stats.overruns == 2
     assert tasks[0].skipped == tasks[1].skipped >= 3
     assert sch.stats.skipped_periods == 2 * tasks[0].skipped
+
+
+class _OneEntryPerPriority:
+    """The rule with one queue entry per period, first deadline and priority (how the
+    scheduler worked before a slot took tasks of several priorities): the reference."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+        self.queue: list[tuple[float, float, int, object]] = []
+        self.open: dict[tuple[float, float, float], list] = {}
+        self.seq = 0
+
+    def _push(self, t: float, prio: float, item: object) -> None:
+        heapq.heappush(self.queue, (t, prio, self.seq, item))
+        self.seq += 1
+
+    def every(self, period, fn, name="", offset_s=0.0, priority=None):
+        start = self.now_s + offset_s
+        prio = period if priority is None else priority
+        slot = self.open.get((period, start, prio))
+        if slot is None or slot[3]:  # [period, start, prio, k, tasks]
+            slot = self.open[(period, start, prio)] = [period, start, prio, 0, []]
+            self._push(start, prio, slot)
+        task = [fn, True]
+        slot[4].append(task)
+        return task
+
+    def at(self, t_s, fn):
+        self._push(max(t_s, self.now_s), 0.0, fn)
+
+    def cancel(self, task) -> None:
+        task[1] = False
+
+    def run_until(self, end_s):
+        while self.queue and self.queue[0][0] <= end_s + 1e-9:
+            t, prio, _, item = heapq.heappop(self.queue)
+            self.now_s = t
+            if callable(item):
+                item(t)
+                continue
+            for fn, active in list(item[4]):
+                if active:
+                    fn(t)
+            item[3] += 1
+            self._push(item[1] + item[3] * item[0], prio, item)
+        self.now_s = max(self.now_s, end_s)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_slots_of_several_priorities_keep_the_order_of_one_entry_per_priority(seed) -> None:
+    """Random rates, offsets and priorities, one-off events scheduled by tasks, tasks
+    added and cancelled while running: the same runs in the same order as the reference,
+    which gives every priority of a rate its own queue entry."""
+    runs = []
+    for sch in (Scheduler(), _OneEntryPerPriority()):
+        rng = random.Random(seed)
+        seen: list[tuple[str, float]] = []
+        handles: list[object] = []
+
+        def make(name: str, sch=sch, rng=rng, seen=seen, handles=handles):
+            def fn(t: float) -> None:
+                seen.append((name, t))
+                r = rng.random()
+                if r < 0.05:  # a one-off event now or a little later
+                    delay = rng.choice((0.0, 0.0, 0.003, 0.01))
+                    sch.at(t + delay, lambda u, n=name: seen.append((n + "/once", u)))
+                elif r < 0.07:  # a new task, from now on
+                    k = len(handles)
+                    handles.append(
+                        sch.every(
+                            rng.choice((0.01, 0.02, 0.1)),
+                            make(f"new{k}"),
+                            offset_s=rng.choice((0.001, 0.01)),  # after the one running
+                            priority=rng.choice((None, 10.01, math.inf)),
+                        )
+                    )
+                elif r < 0.075 and handles:
+                    sch.cancel(rng.choice(handles))
+
+            return fn
+
+        for k in range(rng.randint(4, 14)):
+            handles.append(
+                sch.every(
+                    rng.choice((0.01, 0.02, 0.05, 0.1, 0.25)),
+                    make(f"t{k}"),
+                    offset_s=rng.choice((0.0, 0.0, 0.005, 0.01)),
+                    priority=rng.choice((None, None, 0.5, 10.01, 10.1, math.inf)),
+                )
+            )
+        for end in (0.333, 1.0, 2.5):
+            sch.run_until(end)
+        runs.append(seen)
+    assert len(runs[0]) > 100
+    assert runs[0] == runs[1]
+
+
+def test_a_task_scheduled_now_by_a_running_task_runs_once_now() -> None:
+    """Scheduled from inside a running slot, at its rate and time, with a priority
+    between two of its tasks: the new task runs at this instant in priority order (the
+    slot gives way to it), and no task of the slot runs twice."""
+    sch = Scheduler()
+    seen: list[tuple[str, float]] = []
+
+    def spawn(t: float) -> None:
+        seen.append(("b", t))
+        if not any(n == "new" for n, _ in seen) and t == 0.0:
+            sch.every(0.1, lambda u: seen.append(("new", u)), priority=0.05)
+
+    sch.every(0.1, lambda t: seen.append(("a", t)), priority=0.01)
+    sch.every(0.1, spawn, priority=0.1)
+    sch.every(0.1, lambda t: seen.append(("c", t)), priority=0.2)
+    sch.run_until(0.1)
+    assert seen == [
+        ("a", 0.0), ("b", 0.0), ("new", 0.0), ("c", 0.0),
+        ("a", 0.1), ("new", 0.1), ("b", 0.1), ("c", 0.1),
+    ]  # fmt: skip
