@@ -124,12 +124,10 @@ class _NormalStream:
     def __init__(self, rng: np.random.Generator):
         self._rng = rng
         self._block = np.empty(0)
-        self._values: list[float] = []  # the block as Python floats, for scalar()
         self._pos = self.BLOCK  # drawn on first use
 
     def _refill(self) -> None:
         self._block = self._rng.standard_normal(self.BLOCK)
-        self._values = self._block.tolist()
         self._pos = 0
 
     def scalar(self) -> float:
@@ -139,7 +137,8 @@ class _NormalStream:
             self._refill()
             pos = 0
         self._pos = pos + 1
-        return self._values[pos]
+        v: float = self._block.item(pos)
+        return v
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """``out`` (1-D) filled with the next ``out.size`` values."""
