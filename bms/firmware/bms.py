@@ -186,8 +186,8 @@ class EmulatedBms:
         )
         self._charge_as = 0.0
         self._span_s = 0.0
-        self.soc.update(mean, span)
         temps = self.soc.group_temps(m)
+        self.soc.update(mean, span, temps)
         self.soh.update(mean, span, self.soc.soc, temps)
         self._bleed = self.balancer.update(m, self.soc.soc, span).copy()
         self.soc.account_bleed(self.balancer.bled_as)

@@ -163,7 +163,11 @@ class SocEstimator:
         if not known.all():
             self.soc[~known] = float(np.median(self.soc[known])) if known.any() else 0.5
 
-    def update(self, m: Measurement, dt_s: float) -> None:  # pragma: no cover - abstract
+    def update(
+        self, m: Measurement, dt_s: float, temps: np.ndarray | None = None
+    ) -> None:  # pragma: no cover - abstract
+        """Move the estimate on by ``dt_s`` with the sample ``m``; ``temps``: its
+        :meth:`group_temps`, when the caller has them already."""
         raise NotImplementedError
 
     def account_bleed(self, bled_as: np.ndarray) -> None:
@@ -188,7 +192,7 @@ class CoulombCounter(SocEstimator):
         self._last_dir = 0.0  # +1 after charge, -1 after discharge
         self.recalibrations = 0
 
-    def update(self, m: Measurement, dt_s: float) -> None:
+    def update(self, m: Measurement, dt_s: float, temps: np.ndarray | None = None) -> None:
         i = m.current_a
         K.coulomb_kernel(self.soc, i, dt_s, self._q, self.model.chem.coulombic_efficiency)
         if abs(i) >= self.cfg.rest_current_a:
@@ -200,7 +204,8 @@ class CoulombCounter(SocEstimator):
         if self._recalibrated or self._rest_s < self.cfg.rest_time_s:
             return
         self._recalibrated = True
-        temps = self.group_temps(m)
+        if temps is None:
+            temps = self.group_temps(m)
         for g in range(self.n_groups):
             z, slope = self.model.soc_from_ocv(
                 float(m.cell_voltage_v[g]), float(temps[g]), self._last_dir
@@ -255,14 +260,14 @@ class ExtendedKalmanFilter(SocEstimator):
         self.cov[:, K.E_V2, K.E_V2] = 0.01**2
         self.cov[:, K.E_H, K.E_H] = 0.5**2
 
-    def update(self, m: Measurement, dt_s: float) -> None:
+    def update(self, m: Measurement, dt_s: float, temps: np.ndarray | None = None) -> None:
         K.ekf_kernel(
             self.xs,
             self.cov,
             self.model.tab(dt_s),
             self.prm,
             m.cell_voltage_v,
-            self.group_temps(m),
+            self.group_temps(m) if temps is None else temps,
             m.current_a,
             dt_s,
             self.innovation_v,
