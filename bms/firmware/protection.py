@@ -123,6 +123,13 @@ class Protections:
         self._wiring[:] = list(_LIMITS.values())
         self._t_last[:] = np.nan
         self._over_limit_s = {"charge_overcurrent": 0.0, "discharge_overcurrent": 0.0}
+        # check_limits' constants, looked up once (it runs every 10 ms)
+        self._limit_k = (
+            cfg.limit_margin_a,
+            cfg.limit_margin_rel,
+            cfg.limit_fault_s - 1e-9,
+            cfg.limit_warning_s - 1e-9,
+        )
         self._level_of = dict.fromkeys(self._names, 0)  # the kernel's levels, by name
         self.status = ProtectionStatus()
 
@@ -172,14 +179,14 @@ class Protections:
 
     def _check_limit(self, name: str, amps: float, limit_a: float, dt_s: float) -> None:
         """One direction of :meth:`check_limits`: ``amps`` drawn against ``limit_a``."""
-        cfg = self.cfg
-        margin = max(cfg.limit_margin_a, cfg.limit_margin_rel * max(limit_a, 0.0))
+        margin_a, margin_rel, fault_s, warning_s = self._limit_k
+        margin = max(margin_a, margin_rel * max(limit_a, 0.0))
         level = self._level_of[name]  # the fixed limits' level (the kernel's)
         if amps > limit_a + margin:
             held = self._over_limit_s[name] + dt_s
-            if held >= cfg.limit_fault_s - 1e-9:
+            if held >= fault_s:
                 level = 3
-            elif held >= cfg.limit_warning_s - 1e-9:
+            elif held >= warning_s:
                 level = max(level, 1)
         else:
             held = 0.0
