@@ -351,12 +351,15 @@ class BmsNode(Node):
         # nothing received at all (an empty array) counts as stale too
         any_stale = n_stale > 0 or not (vt.size and tt.size)
         inp = self.inputs
-        cur = self.msg.get("current")
+        rx = self.rx_time
+        late = self.current_timeout_s + 1e-9  # Node.fresh's rule, inline (every 10 ms)
+        msg = self.msg
+        cur = msg.get("current")
         i = inp.get("current_a", math.nan)
-        if cur is not None and not self.fresh(cur, t_s, self.current_timeout_s):
+        if cur is not None and t_s - rx.get(cur, -math.inf) > late:
             i = math.nan
-        volt_msg = self.msg.get("voltages")
-        fresh_v = volt_msg is None or self.fresh(volt_msg, t_s, self.current_timeout_s)
+        volt_msg = msg.get("voltages")
+        fresh_v = volt_msg is None or t_s - rx.get(volt_msg, -math.inf) <= late
         m = self._m
         m.time_s = t_s
         m.current_a = i
