@@ -256,6 +256,31 @@ def test_missing_cell_frames_read_as_invalid_and_fault(buses) -> None:
         assert not emu.pack.contactors.closed
 
 
+@pytest.mark.parametrize(
+    ("message", "values"),
+    [("PDU_Current", ("current_a",)), ("PDU_Voltages", ("pack_voltage_v", "bus_voltage_v"))],
+)
+def test_a_silent_current_or_voltage_frame_reads_not_a_number_after_its_timeout(
+    buses, message, values
+) -> None:
+    """The BMS's 10 ms measurement takes the current and the voltages from their frames
+    while they are fresh (50 ms), and not a number once they stop."""
+    emu_bus, _ = buses
+    with Emulator(bus=emu_bus, mission=_drive(60.0, 30.0)) as emu:
+        emu.run(6.0)
+        node = emu.nodes["bms"]
+        m, _ = node.measurement(emu.scheduler.now_s)
+        assert all(np.isfinite(getattr(m, v)) for v in values)
+        emu.scheduler.cancel(next(t for t in emu.scheduler.tasks if t.name == message))
+        last = node.rx_time[message]
+        for after_s, fresh in ((0.04, True), (0.06, False)):
+            m, _ = node.measurement(last + after_s)
+            assert all(np.isfinite(getattr(m, v)) == fresh for v in values), after_s
+        emu.run(7.0)  # 50 ms, then the plausibility checks' 0.5 s
+        latched = emu.bms.protections.status.latched
+        assert ("current_implausible" in latched) == (message == "PDU_Current")
+
+
 def test_a_small_pack_runs_end_to_end_with_charger(tmp_path: Path) -> None:
     cfg = Config(pack=PackConfig(series=16, initial_soc=0.6))
     mission = Mission("charge", [Phase("charge", 600.0)], 280.0, ready_s=0.5)
