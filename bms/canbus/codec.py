@@ -55,7 +55,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
 
@@ -368,12 +368,17 @@ def _sig_key(s: _Sig) -> tuple[Any, ...]:
 
 
 def _factory(
-    what: str, sigs: Sequence[_Sig], n: int, orders: tuple[bool, bool] = (False, False)
+    what: str,
+    sigs: Sequence[_Sig],
+    n: int,
+    orders: tuple[bool, bool] = (False, False),
+    raw_in: tuple[bool, ...] = (),
 ) -> Callable[..., Any]:
     """The (cached) factory of `what` ("enc", "encraw", "page", "pageraw", "top",
     "topraw", "mux") for these signals in an n-byte frame. `orders` (mux only): whether
-    the pages read the frame as a little-endian and as a big-endian int."""
-    key = (what, n, orders, *map(_sig_key, sigs))
+    the pages read the frame as a little-endian and as a big-endian int. `raw_in`
+    ("encposraws" only): the signals whose argument is already their raw value."""
+    key = (what, n, orders, raw_in, *map(_sig_key, sigs))
     factory = _FACTORIES.get(key)
     if factory is None:
         src = _Source()
@@ -385,6 +390,7 @@ def _factory(
                 n=n,
                 positional=what.startswith("encpos"),
                 with_raws=what == "encposraws",
+                raw_in=raw_in,
             )
         elif what == "rawphys":
             _emit_raw_phys(src, sigs)
@@ -410,16 +416,21 @@ def _emit_encode(
     n: int,
     positional: bool = False,
     with_raws: bool = False,
+    raw_in: tuple[bool, ...] = (),
 ) -> None:
     """``with_raws``: the encoder returns ``(frame, raw0, raw1, ...)``, each signal's raw
     value as the frame carries it (an int in its bit range; the bit pattern of an IEEE
-    float); its ``inits`` are then raw values too."""
+    float); its ``inits`` are then raw values too. ``raw_in[j]`` (positional): argument
+    ``j`` is an int in the signal's raw range already, taken as it is."""
     src.head("names, idx, inits, helpers", sigs, inits=True)
     if positional:  # encode(v0, v1, ...): one argument per signal, None for none
         src.add(f"    def encode({', '.join(f'a{j}' for j in range(len(sigs)))}):")
     else:
         src.add("    def encode(values):", "        g = values.get", "        k = 0")
     for j, s in enumerate(sigs):
+        if j < len(raw_in) and raw_in[j]:
+            src.add(f"        r{j} = a{j} if a{j} is not None else z{j}")
+            continue
         if positional:
             src.add(f"        v = a{j}", "        if v is not None:")
         else:
@@ -810,7 +821,7 @@ class MessageCodec:
         self._enc_raw_pages: dict[int, Callable[[Mapping[str, Any]], bytes]] | None = None
         self._groups: dict[int | None, list[_Sig]] = {}  # page (None: no mux) -> signals
         self.decode_tuple: Callable[[Any], tuple[Any, ...]] | None = None  # tuple_decoder()
-        self._make: Callable[[str, Sequence[_Sig]], Any] | None = None
+        self._make: Callable[..., Any] | None = None
         if self._compiled:
             self._compile()
         else:
@@ -854,12 +865,12 @@ class MessageCodec:
             self._badmux,
         )
 
-        def make(what: str, group: Sequence[_Sig]) -> Any:
+        def make(what: str, group: Sequence[_Sig], raw_in: tuple[bool, ...] = ()) -> Any:
             names = tuple(s.name for s in group)
             idx = tuple(s.index for s in group)
             if what == "encposraws":  # raw values (the packing masks a signed one)
                 inits = tuple(s.bits(s.initial_raw) if s.is_float else s.initial_raw for s in group)
-                return _factory(what, group, n)(names, idx, inits, helpers)
+                return _factory(what, group, n, raw_in=raw_in)(names, idx, inits, helpers)
             if what.startswith("enc"):
                 inits = tuple(s.bits(s.initial_raw) for s in group)
                 return _factory(what, group, n)(names, idx, inits, helpers)
@@ -1045,22 +1056,37 @@ class MessageCodec:
         group, make = made
         return tuple(s.name for s in group), make("encpos", group)
 
-    def raw_encoder(self, mux_value: int | None = None) -> RawEncoder | None:
+    def raw_encoder(
+        self, mux_value: int | None = None, raw_in: Collection[str] = ()
+    ) -> RawEncoder | None:
         """:meth:`positional_encoder` for a sender that hands the frame to a receiver in
         the same process: the signals, an encoder that returns ``(frame, raw0, raw1,
         ...)`` (the raw value of each signal as the frame carries it), and ``phys(result)``,
         the signals' physical values from that result, equal to what :meth:`decode` gives
         for the frame (the same arithmetic on the same raw values, without reading the
-        bits back). None when the message has no compiled layout."""
+        bits back). None when the message has no compiled layout.
+
+        ``raw_in``: signals whose argument the caller gives as their raw value, an int
+        within :meth:`int_range` (a flag's 0 or 1, a value table's raw, an alive counter);
+        the encoder takes it without conversion or check."""
         made = self._page_maker(mux_value)
         if made is None:
             return None
         group, make = made
-        return tuple(s.name for s in group), make("encposraws", group), make("rawphys", group)
+        flags = tuple(s.name in raw_in for s in group)
+        enc = make("encposraws", group, flags if any(flags) else ())
+        return tuple(s.name for s in group), enc, make("rawphys", group)
 
-    def _page_maker(
-        self, mux_value: int | None
-    ) -> tuple[list[_Sig], Callable[[str, Sequence[_Sig]], Any]] | None:
+    def int_range(self, name: str) -> tuple[int, int] | None:
+        """The raw range of signal ``name`` when its raw value is its physical value (an
+        integer signal of scale 1 and offset 0 that the compiled codec encodes); else
+        None."""
+        s = self._spec(name)
+        if s.kind != _IDENTITY or s.is_float or not s.fits:
+            return None
+        return int(s.lo), int(s.hi)
+
+    def _page_maker(self, mux_value: int | None) -> tuple[list[_Sig], Callable[..., Any]] | None:
         """The signals of a page (``mux_value``: None for a message without a multiplexer)
         and the factory of its compiled functions; None without a compiled layout."""
         if not self._compiled or (mux_value is None) != (self._mux is None):

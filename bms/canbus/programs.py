@@ -35,7 +35,7 @@ takes ``deliver``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from bms.canbus.crc import CRC8_TABLES
@@ -84,8 +84,17 @@ def send_program(tx: _Tx, page: Page) -> Encoder:
     given: dict[str, str] = {k: c(v) for k, v in page.fixed.items()}  # signal -> expression
     given.update({k: c(v) for k, v in tx.extra.get(id(page), {}).items()})
     arrays: dict[str, str] = {}
+    raw_in: set[str] = set()  # signals given to the codec as raw values
+
+    def takes(signal: str, *raws: int) -> bool:
+        """Whether ``signal``'s raw value is its physical value and holds ``raws``."""
+        rng = codec.int_range(signal)
+        return rng is not None and all(rng[0] <= r <= rng[1] for r in raws)
+
     for j, s in enumerate(page.slots):
         x = f"s{j}"
+        if s.kind == "flag" and takes(s.signal, 0, 1):
+            raw_in.add(s.signal)  # 1 or 0 below, already raw
         if s.index >= 0:
             a = arrays.get(s.value)
             if a is None:
@@ -99,7 +108,10 @@ def send_program(tx: _Tx, page: Page) -> Encoder:
                 src.add(f"    {x} = v * {c(s.factor)} if v == v else {c(tx.fill[s.signal])}")
         else:
             src.add(f"    v = g({c(s.value)})")
-            if s.kind == "enum":
+            if s.kind == "enum" and takes(s.signal, 0, *s.to_raw.values()):
+                raw_in.add(s.signal)  # the table's raw value (its physical value too)
+                src.add(f"    {x} = {c(dict(s.to_raw))}.get(v, 0) if v is not None else 0")
+            elif s.kind == "enum":
                 src.add(f"    {x} = {c(tx.enum_phys[s.signal])}.get(v, 0) if v is not None else 0")
             elif s.kind == "flag":
                 src.add(f"    {x} = 1 if v else 0")
@@ -111,8 +123,10 @@ def send_program(tx: _Tx, page: Page) -> Encoder:
     if bm.counter is not None:
         src.add("    n = _tx.count", f"    _tx.count = (n + 1) % {bm.counter_mod}")
         given[bm.counter] = "n"
+        if takes(bm.counter, 0, bm.counter_mod - 1):
+            raw_in.add(bm.counter)
     as_dict = "_codec.encode({" + ", ".join(f"{c(k)}: {x}" for k, x in given.items()) + "})"
-    raw = _raw_encoder(bm, page)
+    raw = _raw_encoder(bm, page, raw_in)
     if raw is not None and set(given) <= set(raw[0]):
         # every signal as an argument (None: its initial value), no dict on the way
         src.ns["_enc"] = raw[1]
@@ -231,11 +245,12 @@ def local_program(link: CanLink, rx: _Rx, page: Page) -> LocalReceiver | None:
     return fn
 
 
-def _raw_encoder(bm: BoundMessage, page: Page) -> Any:
-    """The codec's raw encoder of ``page`` (names, encoder, phys), or None."""
+def _raw_encoder(bm: BoundMessage, page: Page, raw_in: Collection[str] = ()) -> Any:
+    """The codec's raw encoder of ``page`` (names, encoder, phys), or None; ``raw_in``:
+    the signals the send program gives as raw values."""
     codec = bm.codec
     mux = page.fixed.get(codec.multiplexer) if codec.multiplexer is not None else None
-    return codec.raw_encoder(mux)
+    return codec.raw_encoder(mux, raw_in)
 
 
 def _counter_lines(src: _Src, rx: _Rx, value_of: Callable[[str], str]) -> None:

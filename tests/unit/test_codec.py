@@ -235,6 +235,43 @@ def test_the_raw_encoder_gives_the_frame_and_what_decoding_it_gives(fixed, name:
         _same_values(phys(result), codec.decode_tuple(result[0]))
 
 
+@pytest.mark.parametrize("name", ["BMS_Mixed", "BMS_Wide", "BMS_Short", "BMS_Init"])
+def test_raw_values_given_as_such_make_the_same_frame(fixed, name: str, rng) -> None:
+    """``raw_in``: an integer signal of scale 1 and offset 0 (``int_range``) given as its
+    raw value makes the frame and the raw values of the same value given as a number,
+    and a missing one its initial value, as before."""
+    msg, codec = codec_of(fixed, name)
+    made = codec.raw_encoder()
+    assert made is not None
+    names = made[0]
+    ranges = {n: codec.int_range(n) for n in names}
+    raw_in = {n for n, r in ranges.items() if r is not None}
+    assert raw_in or name not in ("BMS_Mixed", "BMS_Init")  # U1 and S3; Counter (start 3)
+    _, encode, _ = made
+    _, encode_raw, _ = codec.raw_encoder(None, raw_in)  # type: ignore[misc]
+    for k in range(200):
+        values: list[Any] = []
+        for n in names:
+            r = ranges[n]
+            if r is not None:
+                values.append(int(rng.integers(r[0], r[1] + 1)))
+            else:
+                values.append(random_phys(rng, msg.get_signal_by_name(n)))
+        if k % 10 == 0:
+            values[int(rng.integers(0, len(values)))] = None
+        assert encode_raw(*values) == encode(*values)
+    for n, r in ranges.items():
+        sig = msg.get_signal_by_name(n)
+        plain = sig.scale == 1 and sig.offset == 0 and not sig.is_float
+        assert (r is not None) == plain, n
+        if r is not None:
+            assert r == (
+                (-(2 ** (sig.length - 1)), 2 ** (sig.length - 1) - 1)
+                if sig.is_signed
+                else (0, 2**sig.length - 1)
+            )
+
+
 def test_the_raw_encoder_of_a_multiplexed_page_decodes_like_its_frame(fixed, rng) -> None:
     msg, codec = codec_of(fixed, "BMS_OddPages")
     assert codec.raw_encoder() is None  # a page must be named

@@ -167,6 +167,26 @@ def test_a_user_matrix_frames_equal_cantools_both_ways(tmp_path: Path) -> None:
     assert db.get_message_by_name("CellVolt").is_multiplexed()
 
 
+def test_scaled_flags_and_value_tables_are_sent_from_their_physical_values(
+    tmp_path: Path,
+) -> None:
+    """A flag of scale 0.5 and a value table over an offset signal: the send program
+    hands the codec their physical values (only a raw value that is its physical value
+    goes to the codec as it is), and the frames still equal cantools'."""
+    odd = USER_DBC.replace(
+        " SG_ KPos : 0|1@1+ (1,0) [0|1]", " SG_ KPos : 3|2@1+ (0.5,0) [0|1.5]"
+    ).replace(" SG_ Mode : 0|2@1+ (1,0) [0|3]", " SG_ Mode : 0|2@1+ (1,1) [1|4]")
+    assert odd.count("(0.5,0) [0|1.5]") == 1 and odd.count("(1,1) [1|4]") == 1
+    (tmp_path / "user.dbc").write_text(odd)
+    (tmp_path / "binding.toml").write_text(USER_BINDING)
+    sizes = {"cell_voltage_v": 6, "temp_c": 2, "bleed": 6}
+    binding = load_binding(tmp_path / "binding.toml", sizes, roles=("pack", "bms", "vcu"))
+    codec = binding.messages["MasterCmd"].codec
+    assert codec.int_range("KPos") is None and codec.int_range("KNeg") == (0, 1)
+    for seed in range(5):
+        assert _round_trip(binding, sizes, np.random.default_rng(seed)) >= 7
+
+
 def test_a_value_outside_the_dbc_range_arrives_as_nan_and_is_counted(tmp_path: Path) -> None:
     (tmp_path / "user.dbc").write_text(USER_DBC)  # Soc: 8 bits of 0.5 %, the DBC says 0..100
     (tmp_path / "binding.toml").write_text(USER_BINDING)
