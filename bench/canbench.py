@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import statistics
 import time
@@ -22,6 +23,7 @@ import can
 import cantools
 import numpy as np
 
+from bench.opcount import bytecodes_per_s
 from bms.canbus.binding import DBC_DIR, load_binding
 from bms.canbus.codec import MessageCodec
 from bms.canbus.link import dbc_range
@@ -30,7 +32,13 @@ from bms.config import Config, preset
 from bms.sim.emulator import Emulator
 from bms.sim.mission import Mission, Phase
 
-__all__ = ["bench_codec", "bench_jitter", "bench_virtual_speed", "report_can"]
+__all__ = [
+    "bench_bytecodes",
+    "bench_codec",
+    "bench_jitter",
+    "bench_virtual_speed",
+    "report_can",
+]
 
 _ch = itertools.count()
 
@@ -85,6 +93,28 @@ def _virtual_run(cfg: Config, sim_s: float) -> dict[str, Any]:
             }
     finally:
         bus.shutdown()
+
+
+def bench_bytecodes(cfg: Config, sim_s: float = 2.0, top: int = 8) -> dict[str, Any]:
+    """Python bytecodes per simulated second (bench.opcount), 10 s into the drive, and the
+    functions that run the most of them."""
+    ch = f"bench-ops-{next(_ch)}"
+    bus = can.Bus(interface="virtual", channel=ch, receive_own_messages=False)
+    per: collections.Counter[str] = collections.Counter()
+    try:
+        with Emulator(cfg, bus=bus, mission=_drive_mission(sim_s + 20.0, 280.0)) as emu:
+            emu.run(10.0)
+            f0 = emu.link.stats.frames_tx
+            n = bytecodes_per_s(emu, sim_s, per)
+            frames = (emu.link.stats.frames_tx - f0) / sim_s
+    finally:
+        bus.shutdown()
+    return {
+        "simulated_s": sim_s,
+        "bytecodes_per_sim_s": n,
+        "frames_per_sim_s": frames,
+        "top": [(name, k / sim_s) for name, k in per.most_common(top)],
+    }
 
 
 def bench_jitter(seconds: float) -> dict[str, Any]:
@@ -188,6 +218,7 @@ def run_all(quick: bool) -> dict[str, Any]:
             bench_virtual_speed("bus 200S1P", Config(), 30.0 if quick else 60.0),
             bench_virtual_speed("container 416S13P", preset("container"), 10.0 if quick else 30.0),
         ],
+        "bytecodes": bench_bytecodes(Config()),
         "jitter": bench_jitter(10.0 if quick else 60.0),
         "codec": bench_codec(2_000 if quick else 20_000),
     }
@@ -204,6 +235,13 @@ def report_can(r: dict[str, Any]) -> list[str]:
             f"bus load {s['bus_load_dbc']:.1%} at 500 kbit/s, {s['errors']} errors, "
             f"{s['faults']} faults"
         )
+    b = r["bytecodes"]
+    lines.append(
+        f"  interpreter work, bus pack: {b['bytecodes_per_sim_s']:,.0f} Python bytecodes per "
+        f"simulated s ({b['bytecodes_per_sim_s'] / b['frames_per_sim_s']:,.0f} per frame; "
+        "the same on any machine), most in:"
+    )
+    lines.append("    " + ", ".join(f"{name} {k:,.0f}" for name, k in b["top"]))
     j = r["jitter"]
     lines.append(f"CAN emulator, real time, {j['seconds']:.0f} s, period error:")
     for key in ("10ms", "100ms"):

@@ -9,6 +9,12 @@ round runs ``S`` simulated seconds of the bus pack (all nodes, a python-can virt
 bus) in one, then in the other (which goes first alternates from round to round), and
 reads the CPU time each used. A slow minute then slows both alike; the median of the
 rounds' ratios and their range are printed.
+
+Before the rounds, each version counts the Python bytecodes it executes in two
+simulated seconds (the same two: 10 to 12 s). That count does not depend on the
+machine's mood, so a change of a few per cent in the interpreter's work shows even
+when the CPU times cannot tell (numba kernels and C functions count only as the
+bytecodes that call them).
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 # the worker: builds one emulator, then runs ``S`` simulated seconds per line it reads
 # and answers with the CPU seconds they took
-_WORKER = """
+_WORKER = (
+    (_ROOT / "bench" / "opcount.py").read_text()
+    + """
 import sys, time
 import can, numpy as np
 from bms.config import preset
@@ -42,12 +50,16 @@ emu.start()
 emu.run(10.0)
 print("ready", flush=True)
 for line in sys.stdin:
+    if line.strip() == "ops":  # Python bytecodes per simulated second, over 2 s
+        print(bytecodes_per_s(emu, 2.0), flush=True)
+        continue
     c0 = time.process_time()
     emu.run(emu.scheduler.now_s + float(line))
     print(time.process_time() - c0, flush=True)
 emu.close()
 bus.shutdown()
 """
+)
 
 
 def _worker(code_dir: Path, pack: str) -> subprocess.Popen[str]:
@@ -65,7 +77,9 @@ def _worker(code_dir: Path, pack: str) -> subprocess.Popen[str]:
     return proc
 
 
-def _turn(proc: subprocess.Popen[str], seconds: float) -> float:
+def _turn(proc: subprocess.Popen[str], seconds: float | str) -> float:
+    """One turn of ``seconds`` simulated seconds (its CPU seconds), or ``"ops"``: the
+    bytecodes per simulated second over the next two."""
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(f"{seconds}\n")
     proc.stdin.flush()
@@ -98,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"cannot check out {args.rev!r} ({why}); name a git revision")
         try:
             procs = {"this tree": _worker(_ROOT, args.pack), args.rev: _worker(old_dir, args.pack)}
+            ops = {name: _turn(proc, "ops") for name, proc in procs.items()}
             times: dict[str, list[float]] = {k: [] for k in procs}
             for k in range(args.rounds):  # who goes first alternates: the first turn of a
                 # round measured a few per cent faster, even for identical code
@@ -126,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  this tree / {args.rev}: median of the rounds' ratios {statistics.median(ratios):.3f}"
         f" (rounds {min(ratios):.3f} to {max(ratios):.3f};"
         f" best against best {min(new) / min(old):.3f})"
+    )
+    print(
+        "Python bytecodes per simulated second (10 to 12 s; the same on any machine):"
+        f" this tree {ops['this tree']:,.0f}, {args.rev} {ops[args.rev]:,.0f},"
+        f" ratio {ops['this tree'] / ops[args.rev]:.3f}"
     )
     return 0
 
