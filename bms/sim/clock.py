@@ -20,7 +20,8 @@ Between events the loop calls ``idle(until_s)``; in real time that is where
 the caller waits for received frames (it must return by the deadline).
 
 Periodic tasks with the same period and first deadline share one queue entry
-(a *slot*) and run in priority order, then in the order they were scheduled:
+(a *slot*) and run in priority order (a *group* per priority), then in the order
+they were scheduled:
 an ECU has a handful of rates, and the emulator's some 600 task runs per
 simulated second are some 200 queue entries. Before a task of a higher
 priority value, a slot gives way to any other entry due at the same time with
@@ -72,21 +73,29 @@ class Task:
 
 
 @dataclass(eq=False)
+class _Group:
+    """The tasks of one priority in a slot, in the order scheduled: they run as one."""
+
+    priority: float
+    # the sequence number this priority's own queue entry would carry (taken when it
+    # last ran, or was scheduled): it orders the group against other entries of the
+    # same time and priority
+    seq: int
+    tasks: list[Task] = field(default_factory=list)
+
+
+@dataclass(eq=False)
 class _Slot:
-    """The periodic tasks of one period and first deadline: one queue entry. ``tasks`` in
-    priority order (equal priorities in the order scheduled); ``pos``: the task to run
-    next at the current deadline (> 0 while the slot gives way to another entry)."""
+    """The periodic tasks of one period and first deadline: one queue entry, its groups
+    in priority order; ``pos``: the group to run next at the current deadline (> 0 while
+    the slot gives way to another entry)."""
 
     period_s: float
     start_s: float
     next_s: float
-    tasks: list[Task] = field(default_factory=list)
+    groups: list[_Group] = field(default_factory=list)
     k: int = 0  # deadline index: next_s = start + k * period (no accumulated drift)
     pos: int = 0
-    # at the first task of each priority: the sequence number that priority's own queue
-    # entry would carry (taken when it last ran, or was scheduled), which orders it
-    # against other entries of the same time and priority
-    seqs: list[int] = field(default_factory=list)
     busy: bool = False  # its tasks are running (a task scheduled now gets a slot of its own)
 
 
@@ -133,20 +142,21 @@ class Scheduler:
         task = Task(name or getattr(fn, "__name__", "task"), period_s, fn, start, prio)
         key = (period_s, start)
         slot = self._open.get(key)
-        # a slot takes a task only before it has run, and not ahead of its first task
-        # (its queue entry is keyed on that task's priority)
-        seq = self._seq
-        if slot is None or slot.k or slot.pos or slot.busy or prio < slot.tasks[0].priority:
+        # a slot takes a task only before it has run, and not ahead of its first group
+        # (its queue entry is keyed on that group's priority)
+        if slot is None or slot.k or slot.pos or slot.busy or prio < slot.groups[0].priority:
             slot = self._open[key] = _Slot(period_s, start, start)
             self._push(start, slot, prio)
-        tasks = slot.tasks
-        at = len(tasks)
-        while at and tasks[at - 1].priority > prio:
+            slot.groups.append(_Group(prio, self._seq - 1))
+        groups = slot.groups
+        at = len(groups)
+        while groups[at - 1].priority > prio:
             at -= 1
-        if tasks and (not at or tasks[at - 1].priority != prio):
-            self._seq += 1  # a new priority in this slot: a new entry of its own, as it were
-        tasks.insert(at, task)
-        slot.seqs.insert(at, seq)
+        if groups[at - 1].priority != prio:  # a new priority: an entry of its own, as it were
+            groups.insert(at, _Group(prio, self._seq))
+            self._seq += 1
+            at += 1
+        groups[at - 1].tasks.append(task)
         task.slot = slot
         self.tasks.append(task)
         return task
@@ -187,32 +197,28 @@ class Scheduler:
             if not isinstance(item, _Slot):
                 item(t)
                 continue
-            tasks = item.tasks
-            seqs = item.seqs
-            j = g = item.pos  # g: the first task of the priority that runs
-            task = tasks[j]
-            n = len(tasks)
+            groups = item.groups
+            j = item.pos
+            n = len(groups)
             item.busy = True
             while True:
-                if task.active:
-                    task.fn(t)
-                    task.runs += 1
-                j += 1
-                if j < n and tasks[j].priority == task.priority:
-                    task = tasks[j]
-                    continue
-                seqs[g] = self._seq  # this priority is done: its entry's next number
+                group = groups[j]
+                for task in group.tasks:
+                    if task.active:
+                        task.fn(t)
+                        task.runs += 1
+                group.seq = self._seq  # done: the number its own entry would take now
                 self._seq += 1
+                j += 1
                 if j == n:
                     break
-                g = j
-                task = tasks[j]
-                if self._stopped or (queue and queue[0] < (t, task.priority, seqs[j])):
-                    break  # give way: back into the queue at this task
+                group = groups[j]
+                if self._stopped or (queue and queue[0] < (t, group.priority, group.seq)):
+                    break  # give way: back into the queue at this group
             item.busy = False
             if j < n:
                 item.pos = j
-                push(queue, (t, task.priority, seqs[j], item))
+                push(queue, (t, group.priority, group.seq, item))
                 continue
             item.pos = 0
             item.k += 1
@@ -220,7 +226,8 @@ class Scheduler:
             if rt:
                 nxt = self._skip_overrun(item, nxt)
             item.next_s = nxt
-            push(queue, (nxt, tasks[0].priority, seqs[0], item))
+            group = groups[0]
+            push(queue, (nxt, group.priority, group.seq, item))
         if not self._stopped and self.now_s < end_s:
             if rt:
                 self._wait_until(end_s)
@@ -235,7 +242,7 @@ class Scheduler:
         if now_sim <= nxt + _EPS_S:
             return nxt
         missed = int((now_sim - nxt) / slot.period_s) + 1
-        for task in slot.tasks:
+        for task in (task for group in slot.groups for task in group.tasks):
             if task.active:
                 self.stats.overruns += 1
                 self.stats.skipped_periods += missed
