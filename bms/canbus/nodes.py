@@ -9,11 +9,12 @@ one of the node's messages is encoded, so what goes out is sampled then.
   power distribution unit (PDU: contactors, shunt, voltage sensing). It is
   advanced exactly between events (the plant's steps are exact for a constant
   current), applies contactor and bleed commands when they arrive, and opens
-  every contactor when the contactor command stops (100 ms), stops bleeding
-  when the balancing command stops (1 s). The physical load (the vehicle's
+  every contactor when the contactor command stops (5 of its DBC periods),
+  stops bleeding when the balancing command stops (10 periods); see
+  :data:`RX_TIMEOUT_PERIODS`. The physical load (the vehicle's
   inverter, the charger) reaches it through :meth:`PackNode.set_load`, not CAN.
 - :class:`BmsNode` is the emulated firmware. It sees only decoded frames:
-  cell data missing for ``cell_data_timeout_s`` reads as NaN (an invalid
+  cell data missing for ``cell_data_timeout_s`` (3.5 of its DBC periods) reads as NaN (an invalid
   reading, which the firmware's plausibility checks turn into a fault).
 - :class:`VcuNode` plays a vehicle through a :class:`~bms.sim.mission.Mission`:
   mode and contactor requests, heartbeat, and a traction current that
@@ -51,6 +52,43 @@ _STATE_LABEL = {
     "FAULT": "Fault",
 }
 LEVEL_LABEL = ("Ok", "Warning", "Alarm", "Fault")
+
+# How long a receiver waits for the next frame of a cyclic message, in DBC periods
+# (GenMsgCycleTime) of that message, before what it carries counts as lost: reception
+# deadline monitoring as AUTOSAR COM does it, a multiple of the cycle time, so that a user's
+# matrix with other periods keeps working. A message without a period (sent on event) uses
+# the role's time in seconds. The built-in matrix gives: current and voltages 10 ms -> 50 ms,
+# cell voltages 100 ms -> 350 ms, temperatures 1 s -> 3.5 s, heartbeat 100 ms -> 300 ms,
+# contactor command 20 ms -> 100 ms, balancing command 100 ms -> 1 s, charge request
+# 100 ms -> 500 ms.
+RX_TIMEOUT_PERIODS: dict[str, float] = {
+    "current": 5.0,
+    "voltages": 5.0,
+    "cells": 3.5,
+    "temps": 3.5,
+    "heartbeat": 3.0,
+    "contactor": 5.0,
+    "bleed": 10.0,
+    "charge_request": 5.0,
+}
+RX_TIMEOUT_EVENT_S: dict[str, float] = {
+    "current": 0.05,
+    "voltages": 0.05,
+    "cells": 0.35,
+    "temps": 3.5,
+    "heartbeat": 0.3,
+    "contactor": 0.1,
+    "bleed": 1.0,
+    "charge_request": 0.5,
+}
+
+
+def rx_timeout_s(role: str, period_s: float | None) -> float:
+    """The receive timeout of the message that carries ``role``'s values, from its DBC
+    period (None: a message without one)."""
+    if period_s is None or not period_s > 0:
+        return RX_TIMEOUT_EVENT_S[role]
+    return RX_TIMEOUT_PERIODS[role] * period_s
 
 
 @kernel
@@ -146,10 +184,16 @@ class PackNode(Node):
     """The plant, its cell monitoring units and its power distribution unit."""
 
     name = "pack"
-    CONTACTOR_TIMEOUT_S = 0.1
-    BLEED_TIMEOUT_S = 1.0
 
-    def __init__(self, pack: Pack, cfg: Config, contactor_msg: str, bleed_msg: str | None):
+    def __init__(
+        self,
+        pack: Pack,
+        cfg: Config,
+        contactor_msg: str,
+        bleed_msg: str | None,
+        contactor_timeout_s: float = RX_TIMEOUT_EVENT_S["contactor"],
+        bleed_timeout_s: float = RX_TIMEOUT_EVENT_S["bleed"],
+    ):
         sizes = {
             "cell_voltage_v": pack.n_series,
             "temp_c": pack.sensors.n_temp_sensors,
@@ -163,6 +207,10 @@ class PackNode(Node):
         self.charger_a = 0.0  # charger into the pack, >= 0
         self.contactor_msg = contactor_msg
         self.bleed_msg = bleed_msg
+        # no contactor command for this long: every contactor opens; no balancing command:
+        # the bleed switches open (rx_timeout_s of the messages' DBC periods)
+        self.contactor_timeout_s = contactor_timeout_s
+        self.bleed_timeout_s = bleed_timeout_s
         self.bleed_paused = False
         self.contactor_timeouts = 0
         self._flags: dict[str, tuple[bool, ...]] = {}
@@ -206,7 +254,7 @@ class PackNode(Node):
             self.bleed_paused = True
             self._apply_bleed(t_s)
             return
-        if t_s - self.rx_time.get(self.contactor_msg, -math.inf) > self.CONTACTOR_TIMEOUT_S + 1e-9:
+        if t_s - self.rx_time.get(self.contactor_msg, -math.inf) > self.contactor_timeout_s + 1e-9:
             cont = self.pack.contactors
             if cont.closed or cont.precharging or any(cont.commanded.values()):
                 if self.rx_time:
@@ -247,7 +295,7 @@ class PackNode(Node):
 
     def _apply_bleed(self, t_s: float) -> None:
         off = self.bleed_paused or (
-            self.bleed_msg is not None and not self.fresh(self.bleed_msg, t_s, self.BLEED_TIMEOUT_S)
+            self.bleed_msg is not None and not self.fresh(self.bleed_msg, t_s, self.bleed_timeout_s)
         )
         if off:
             if self._bleeding:
@@ -284,10 +332,11 @@ class BmsNode(Node):
         cfg: Config,
         n_temp: int,
         messages: dict[str, str],
-        cell_data_timeout_s: float = 0.35,
-        temp_data_timeout_s: float = 3.5,
-        current_timeout_s: float = 0.05,
-        heartbeat_timeout_s: float = 0.3,
+        cell_data_timeout_s: float = RX_TIMEOUT_EVENT_S["cells"],
+        temp_data_timeout_s: float = RX_TIMEOUT_EVENT_S["temps"],
+        current_timeout_s: float = RX_TIMEOUT_EVENT_S["current"],
+        heartbeat_timeout_s: float = RX_TIMEOUT_EVENT_S["heartbeat"],
+        voltages_timeout_s: float = RX_TIMEOUT_EVENT_S["voltages"],
     ):
         n_s = cfg.pack.series
         super().__init__({"cell_voltage_v": n_s, "temp_c": n_temp, "bleed": n_s})
@@ -298,6 +347,7 @@ class BmsNode(Node):
         self.temp_data_timeout_s = temp_data_timeout_s
         self.current_timeout_s = current_timeout_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.voltages_timeout_s = voltages_timeout_s
         self.startup_timeout_s = 3.0
         self._groups: dict[str, tuple[bool, ...]] = {}
         self._stats = np.zeros(3)
@@ -352,14 +402,16 @@ class BmsNode(Node):
         any_stale = n_stale > 0 or not (vt.size and tt.size)
         inp = self.inputs
         rx = self.rx_time
-        late = self.current_timeout_s + 1e-9  # Node.fresh's rule, inline (every 10 ms)
         msg = self.msg
         cur = msg.get("current")
         i = inp.get("current_a", math.nan)
-        if cur is not None and t_s - rx.get(cur, -math.inf) > late:
+        # Node.fresh's rule, inline (every 10 ms)
+        if cur is not None and t_s - rx.get(cur, -math.inf) > self.current_timeout_s + 1e-9:
             i = math.nan
         volt_msg = msg.get("voltages")
-        fresh_v = volt_msg is None or t_s - rx.get(volt_msg, -math.inf) <= late
+        fresh_v = (
+            volt_msg is None or t_s - rx.get(volt_msg, -math.inf) <= self.voltages_timeout_s + 1e-9
+        )
         m = self._m
         m.time_s = t_s
         m.current_a = i
@@ -611,12 +663,12 @@ class ChargerNode(Node):
     """A DC charger: constant current up to the requested voltage, then constant voltage."""
 
     name = "charger"
-    REQUEST_TIMEOUT_S = 0.5
 
     def __init__(
         self,
         pack: PackNode | None,
         request_msg: str,
+        request_timeout_s: float = RX_TIMEOUT_EVENT_S["charge_request"],
         max_current_a: float = 500.0,
         max_power_w: float = 300e3,
         gain_a_per_v: float = 20.0,
@@ -625,6 +677,7 @@ class ChargerNode(Node):
         super().__init__({})
         self.pack = pack
         self.request_msg = request_msg
+        self.request_timeout_s = request_timeout_s  # no request for this long: stop
         self.max_current_a = max_current_a
         self.max_power_w = max_power_w
         self.gain_a_per_v = gain_a_per_v
@@ -642,7 +695,7 @@ class ChargerNode(Node):
 
     def step(self, t_s: float, dt_s: float) -> None:
         inp = self.inputs
-        fresh = self.fresh(self.request_msg, t_s, self.REQUEST_TIMEOUT_S)
+        fresh = self.fresh(self.request_msg, t_s, self.request_timeout_s)
         enabled = fresh and bool(inp.get("charge_enable"))
         v_out = 0.0
         if self.pack is not None:

@@ -31,7 +31,15 @@ from bms.canbus.binding import Binding, BoundMessage, load_binding
 from bms.canbus.bus import BusSpec, open_bus, rx_pending
 from bms.canbus.crc import CRC8
 from bms.canbus.link import CanLink, matrix_load
-from bms.canbus.nodes import BmsNode, ChargerNode, Node, PackNode, VcuNode, extremes_kernel
+from bms.canbus.nodes import (
+    BmsNode,
+    ChargerNode,
+    Node,
+    PackNode,
+    VcuNode,
+    extremes_kernel,
+    rx_timeout_s,
+)
 from bms.canbus.vocab import ROLES
 from bms.chemistry import load_chemistry
 from bms.config import Config
@@ -152,7 +160,14 @@ class Emulator:
         if "pack" in self.roles:
             contactor = self._carrying("pack", "main_pos_command", rx=True)
             bleed = self._carrying("pack", "bleed", rx=True, required=False)
-            pack_node = PackNode(self.pack, cfg, contactor, bleed)
+            pack_node = PackNode(
+                self.pack,
+                cfg,
+                contactor,
+                bleed,
+                contactor_timeout_s=self._rx_timeout("contactor", contactor),
+                bleed_timeout_s=self._rx_timeout("bleed", bleed),
+            )
             pack_node.kinds = {m.name: frozenset(m.values()) for m in b.sent_by("pack")}
             self.nodes["pack"] = pack_node
         self.bms: EmulatedBms | None = None
@@ -164,14 +179,29 @@ class Emulator:
                 "current": self._carrying("bms", "current_a", rx=True),
                 "voltages": self._carrying("bms", "link_voltage_v", rx=True),
             }
-            bms_node = BmsNode(self.bms, cfg, n_temp, {k: v for k, v in msgs.items() if v})
+            cells = self._carrying("bms", "cell_voltage_v", rx=True, required=False)
+            temps = self._carrying("bms", "temp_c", rx=True, required=False)
+            bms_node = BmsNode(
+                self.bms,
+                cfg,
+                n_temp,
+                {k: v for k, v in msgs.items() if v},
+                cell_data_timeout_s=self._rx_timeout("cells", cells),
+                temp_data_timeout_s=self._rx_timeout("temps", temps),
+                current_timeout_s=self._rx_timeout("current", msgs["current"]),
+                heartbeat_timeout_s=self._rx_timeout("heartbeat", msgs["heartbeat"]),
+                voltages_timeout_s=self._rx_timeout("voltages", msgs["voltages"]),
+            )
             bms_node.kinds = {m.name: frozenset(m.values()) for m in b.sent_by("bms")}
+            self._check_feedback_timeout()
             self.nodes["bms"] = bms_node
         if "vcu" in self.roles:
             self.nodes["vcu"] = VcuNode(self.mission, pack_node, one_c)
         if "charger" in self.roles:
             req = self._carrying("charger", "charge_enable", rx=True)
-            self.nodes["charger"] = ChargerNode(pack_node, req)
+            self.nodes["charger"] = ChargerNode(
+                pack_node, req, request_timeout_s=self._rx_timeout("charge_request", req)
+            )
 
         if log_path is not None and Path(log_path).suffix.lower() not in LOG_SUFFIXES:
             raise ConfigError(
@@ -224,6 +254,33 @@ class Emulator:
         self.started = False
 
     # ------------------------------------------------------------------ set-up
+
+    def _check_feedback_timeout(self) -> None:
+        """The firmware waits ``feedback_timeout_s`` for a contactor's feedback to follow
+        its command: on this matrix that is at least a command frame's period, a feedback
+        frame's period and one firmware task. Shorter: every closing would fault."""
+        cmd = self._carrying("bms", "main_pos_command", rx=False, required=False)
+        fb = self._carrying("bms", "main_pos_feedback", rx=True, required=False)
+        if not (cmd and fb):
+            return
+        cmd_s = self.binding.messages[cmd].period_s or 0.0
+        fb_s = self.binding.messages[fb].period_s or 0.0
+        round_trip = cmd_s + fb_s + self.cfg.firmware.measure_period_s
+        have = self.cfg.firmware.contactors.feedback_timeout_s
+        if have < round_trip + 1e-9:
+            raise ConfigError(
+                f"{have:g} s is too short for this CAN matrix: the command ({cmd}, every "
+                f"{cmd_s * 1000:g} ms), its feedback ({fb}, every {fb_s * 1000:g} ms) and the "
+                f"{self.cfg.firmware.measure_period_s * 1000:g} ms task take up to "
+                f"{round_trip:g} s; set it above that",
+                field="[firmware.contactors] feedback_timeout_s",
+            )
+
+    def _rx_timeout(self, role: str, message: str | None) -> float:
+        """The receive timeout of ``message`` (``role``: which of the nodes' timeouts) from
+        its DBC period (nodes.rx_timeout_s)."""
+        bm = self.binding.messages.get(message) if message else None
+        return rx_timeout_s(role, bm.period_s if bm is not None else None)
 
     def _carrying(self, role: str, value: str, rx: bool, required: bool = True) -> str:
         for m in self.binding.messages.values():
