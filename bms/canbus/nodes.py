@@ -380,6 +380,7 @@ class BmsNode(Node):
             current_a=0.0,
             pack_voltage_v=0.0,
             link_voltage_v=0.0,
+            pack_power_kw=0.0,
         )
 
     def measurement(self, t_s: float) -> tuple[Measurement, bool]:
@@ -476,6 +477,7 @@ class BmsNode(Node):
         o["current_a"] = m.current_a
         o["pack_voltage_v"] = m.pack_voltage_v
         o["link_voltage_v"] = m.bus_voltage_v
+        o["pack_power_kw"] = m.current_a * m.pack_voltage_v / 1000.0
 
     def prepare(self, t_s: float, message: str) -> None:
         """Fill the reports a message carries just before it goes out."""

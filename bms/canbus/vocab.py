@@ -84,6 +84,7 @@ VALUES: dict[str, Value] = {
     "current_a": Value("phys", "A", doc="pack current, + = discharge"),
     "pack_voltage_v": Value("phys", "V", doc="battery-side pack voltage"),
     "link_voltage_v": Value("phys", "V", doc="DC-link voltage behind the contactors"),
+    "pack_power_kw": Value("phys", "kW", doc="pack voltage times current, + = discharge"),
     "main_pos_feedback": Value("flag"),
     "main_neg_feedback": Value("flag"),
     "precharge_feedback": Value("flag"),

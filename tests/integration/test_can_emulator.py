@@ -95,6 +95,12 @@ def test_bus_values_equal_firmware_values_within_one_lsb(buses) -> None:
         )
         gain = emu.cfg.sensors.current.gain_error  # the shunt's fixed gain error
         assert last["BMS_PackData"]["PackCurrent"] == pytest.approx(150.0 * (1 + gain), abs=0.25)
+        # the power is the BMS's voltage times its current, of the same tick as the frame of
+        # PackData sent with it (their LSBs, 0.05 V and 0.05 A, give the tolerance)
+        pack = last["BMS_PackData"]
+        power = pack["PackVoltage"] * pack["PackCurrent"] / 1000.0
+        assert power > 50.0
+        assert last["BMS_State"]["PackPower"] == pytest.approx(power, abs=0.03)
         # every page of cell voltages carries what the firmware saw when the page went out
         cells = db.get_message_by_name("BMS_CellVoltages")
         n = emu.cfg.pack.series
