@@ -238,6 +238,7 @@ def load_binding(
             dbc_to_role[n] = role
 
     bound: dict[str, BoundMessage] = {}
+    broken: set[str] = set()  # values of messages that could not be bound
     for name, spec in _table(doc, "message", "[message]", problems).items():
         where = f"[message.{name}]"
         if not isinstance(spec, dict):
@@ -251,12 +252,14 @@ def load_binding(
         bm = _bind_message(msg, spec, where, dbc_to_role, default_crc, sizes, problems, warnings)
         if bm is not None:
             bound[name] = bm
+        else:  # its own problems are listed: what it would carry is not missing as well
+            broken |= _declared_values(spec)
 
     roles = tuple(roles)
     for role in roles:
         carried = {v for m in bound.values() if role in m.receivers for v in m.values()}
         for need in sorted(NODE_INPUTS.get(role, ())):
-            if need not in carried:
+            if need not in carried and need not in broken:
                 problems.append(f"node {role}: no bound message carries its input {need!r}")
     seen: dict[tuple[str, str], str] = {}
     for m in bound.values():
@@ -269,6 +272,14 @@ def load_binding(
         raise BindingError(src, problems)
     known = {(m.frame_id, m.is_extended_frame): m for m in db.messages}
     return Binding(path, files, bound, known, nodes, warnings)
+
+
+def _declared_values(spec: dict[str, Any]) -> set[str]:
+    """The value names a message's settings bind (its signals' values and its array)."""
+    signals = spec.get("signals")
+    names = set(signals.values()) if isinstance(signals, dict) else set()
+    names.add(spec.get("array"))
+    return {v for v in names if isinstance(v, str)}
 
 
 def _bind_message(

@@ -180,6 +180,21 @@ def test_the_binding_names_every_message_of_the_dbc_files() -> None:
     assert set(b.messages) == {m.name for m in _db().messages}
     for m in b.messages.values():
         assert m.period_s is not None, f"{m.name} has no GenMsgCycleTime"
+    assert b.warnings == []
+    # a unit on every physical signal, a value table on every enumeration
+    checked = {"phys": 0, "enum": 0}
+    for m in b.messages.values():
+        dbc = {s.name: s for s in _db().get_message_by_name(m.name).signals}
+        for page in m.pages:
+            for slot in page.slots:
+                sig = dbc[slot.signal]
+                if slot.kind in ("phys", "array"):
+                    assert sig.unit, f"{m.name}.{sig.name} has no unit"
+                    checked["phys"] += 1
+                elif slot.kind == "enum":
+                    assert sig.choices, f"{m.name}.{sig.name} has no value table"
+                    checked["enum"] += 1
+    assert checked["phys"] > 40 and checked["enum"] > 20
 
 
 def test_bad_frames_are_counted_and_ignored_and_a_bad_vcu_makes_a_fault(buses) -> None:

@@ -216,6 +216,30 @@ def test_a_broken_binding_lists_every_problem(user_binding: Path) -> None:
     assert str(err.value).startswith(f"{user_binding}: ")
 
 
+def test_a_message_with_a_problem_is_not_also_reported_as_missing_values(
+    user_binding: Path,
+) -> None:
+    """One signal missing from a message is one problem: the values the message binds are
+    not listed again as inputs that no message carries."""
+    dbc = user_binding.parent / "user.dbc"
+    lines = [ln for ln in USER_DBC.splitlines(keepends=True) if " SG_ FbPre " not in ln]
+    assert len(lines) == len(USER_DBC.splitlines()) - 1
+    dbc.write_text("".join(lines))
+    sizes = {"cell_voltage_v": 6, "temp_c": 2, "bleed": 6}
+    with pytest.raises(BindingError) as err:
+        load_binding(user_binding, sizes, ROLES)
+    assert err.value.problems == ["[message.ShuntData]: no signal 'FbPre' in message ShuntData"]
+    # a value that no message binds at all is still missing
+    text = user_binding.read_text().replace('FbPre = "precharge_feedback"\n', "")
+    user_binding.write_text(text)
+    dbc.write_text(USER_DBC.replace(" SG_ FbPre ", " SG_ FbPreX "))
+    with pytest.raises(BindingError) as err:
+        load_binding(user_binding, sizes, ROLES)
+    assert "node bms: no bound message carries its input 'precharge_feedback'" in (
+        err.value.problems
+    )
+
+
 def test_binding_refuses_a_pack_too_big_for_the_matrix(user_binding: Path) -> None:
     with pytest.raises(
         BindingError, match="the DBC carries 6 elements of 'cell_voltage_v', the pack has 8"
