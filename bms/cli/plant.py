@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from bms.cli import sim_time
 from bms.cli.common import add_config_options, config_from
 from bms.plant import Pack
 from bms.sim import profiles
@@ -99,7 +100,7 @@ def summary(pack: Pack, res: ScenarioResult, startup_s: float, one_c: float) -> 
         f"{pack.chemistry.name} ({pack.n_cells} cells, {one_c:.0f} Ah, "
         f"{pack.n_series * pack.chemistry.nominal_voltage_v:.0f} V nominal)",
         f"  phases        {', '.join(res.phases)}",
-        f"  time          {res.simulated_s / 3600:.2f} h simulated in {res.wall_s:.2f} s wall "
+        f"  time          {sim_time(res.simulated_s)} simulated in {res.wall_s:.2f} s wall "
         f"(x{res.speed_factor:,.0f} real time, {res.cell_steps_per_s:.3g} cell-steps/s; "
         f"start-up {startup_s:.2f} s)",
         f"  SOC (truth)   start mean {s0[0]:.1%} [{s0[1]:.1%} .. {s0[2]:.1%}]  ->  "

@@ -24,6 +24,7 @@ from pathlib import Path
 import can
 
 from bms.chemistry import load_chemistry
+from bms.cli import sim_time
 from bms.cli.common import add_bus_options, add_config_options, bus_spec, config_from
 from bms.errors import ConfigError, InputError
 from bms.sim.emulator import Emulator, RunSummary, parse_nodes
@@ -184,7 +185,7 @@ def summary_text(res: RunSummary, emu: Emulator) -> str:
     f = res.frames
     lines = [
         f"  stopped       {res.stopped_by}",
-        f"  time          {res.simulated_s / 3600:.2f} h simulated in {res.wall_s:.1f} s wall "
+        f"  time          {sim_time(res.simulated_s)} simulated in {res.wall_s:.1f} s wall "
         f"(x{res.speed_factor:,.0f})",
         f"  frames        {f.get('frames_sent', 0):,} sent, {f.get('frames_received', 0):,} "
         f"received from the bus, {f.get('error_total', 0)} bad "

@@ -135,6 +135,11 @@ def make_mission(
     dt_s: float = 0.1,
 ) -> Mission:
     """A built-in mission by name, or a CSV profile by path."""
+    if current_a is not None and profile != "constant":
+        raise InputError(
+            f"--current sets the current of --profile constant, not of {profile}; add "
+            "--profile constant or leave --current out"
+        )
     if profile == "city-bus-day":
         drive_s = 5 * 3600.0
         phases = [

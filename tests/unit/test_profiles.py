@@ -58,3 +58,22 @@ def test_bad_csv_names_the_file_and_line(tmp_path, body: str, message: str) -> N
     f.write_text(body)
     with pytest.raises(InputError, match=message):
         load_csv(f, 0.1)
+
+
+def test_a_current_without_the_constant_profile_is_refused() -> None:
+    from bms.sim.mission import make_mission
+
+    with pytest.raises(InputError, match="--current sets the current of --profile constant"):
+        make_mission("city-bus-day", 280.0, current_a=5.0)
+    with pytest.raises(InputError, match="needs --current"):
+        make_mission("constant", 280.0)
+    m = make_mission("constant", 280.0, duration_s=10.0, current_a=-5.0)
+    assert np.all(m.phases[0].profile == -5.0)
+
+
+def test_summaries_give_short_runs_in_seconds_and_long_ones_in_hours() -> None:
+    from bms.cli import sim_time
+
+    assert sim_time(20.0) == "20.0 s"
+    assert sim_time(90.0) == "1.5 min"
+    assert sim_time(7.13 * 3600) == "7.13 h"
