@@ -2,9 +2,18 @@
 
 Any python-can interface works by name (virtual, socketcan, slcan, gs_usb,
 pcan, kvaser, socketcand, ...), with its channel, bitrate and extra keyword
-arguments. Without an interface, python-can's own configuration is used
-(``CAN_INTERFACE``/``CAN_CHANNEL``/``CAN_BITRATE`` in the environment, or
-``can.rc``/``~/.canrc``), and the virtual bus when that names none either.
+arguments.
+
+Each setting is taken, first found: from the command line (``BusSpec``'s
+fields, ``--bus-kwarg``); from python-can's own configuration, as
+``can.util.load_config()`` resolves it (``can.rc``, the ``CAN_INTERFACE``/
+``CAN_CHANNEL``/``CAN_BITRATE``/``CAN_CONFIG`` environment, ``~/.canrc`` and
+the other files python-can reads), including its extra keys (``fd``,
+``data_bitrate``, ``tty_baudrate``, ``host``/``port``, ...); from the
+defaults: the virtual interface, the interface's usual channel, 500 kbit/s.
+python-can's configuration applies when it names no interface or the one in
+use: one that names another interface (an adapter configured for daily use)
+is left out when ``--interface`` names a different one.
 
 Defaults that python-can gets wrong for an emulator are set here: ``slcan``
 does not sleep 2 s after opening, ``socketcand`` turns Nagle off.
@@ -12,21 +21,29 @@ does not sleep 2 s after opening, ``socketcand`` turns Nagle off.
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import errno
+import importlib
+import json
+import logging
+import os
 import socket
+import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import can
 from can.interfaces.virtual import VirtualBus
 
-from bms.errors import CanLinkError
+from bms.errors import CanLinkError, ConfigError
 
-__all__ = ["BusSpec", "open_bus", "rx_pending"]
+__all__ = ["DEFAULT_BITRATE", "BusSpec", "open_bus", "rx_pending"]
 
 DEFAULT_CHANNEL = "vcan0"
+DEFAULT_BITRATE = 500_000  # bit/s, when neither the command line nor python-can gives one
 # what a user most likely means when an interface is named without a channel
 _DEFAULT_CHANNELS: dict[str, str | int] = {
     "virtual": DEFAULT_CHANNEL,
@@ -45,36 +62,164 @@ _DRIVER_HINTS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class BusSpec:
-    interface: str | None = None  # None: python-can's configuration, else virtual
-    channel: str | int | None = None
-    bitrate: int = 500_000
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    """A CAN bus to open. ``None`` is "not given": :meth:`resolved` fills it from
+    python-can's configuration, then from the defaults (see the module docstring)."""
+
+    interface: str | None  # None: python-can's configuration, else virtual
+    channel: str | int | None
+    given_bitrate: int | None  # None: python-can's configuration, else 500 kbit/s
+    kwargs: dict[str, Any]
+
+    def __init__(
+        self,
+        interface: str | None = None,
+        channel: str | int | None = None,
+        bitrate: int | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        object.__setattr__(self, "interface", interface)
+        object.__setattr__(self, "channel", channel)
+        object.__setattr__(self, "given_bitrate", bitrate)
+        object.__setattr__(self, "kwargs", dict(kwargs or {}))
+
+    @property
+    def bitrate(self) -> int:
+        """The bit rate in bit/s: as given, else python-can's configuration, else 500000."""
+        if self.given_bitrate is not None:
+            return self.given_bitrate
+        resolved = self.resolved().given_bitrate
+        assert resolved is not None
+        return resolved
 
     def resolved(self) -> BusSpec:
-        """Fill what the user left out from python-can's configuration, then defaults."""
-        interface, channel = self.interface, self.channel
-        if interface is None:
-            cfg: dict[str, Any] = {}
-            try:
-                cfg = dict(can.util.load_config())
-            except (can.CanInterfaceNotImplementedError, ValueError, KeyError):
-                pass
-            interface = cfg.get("interface") or "virtual"
-            if channel is None:
-                channel = cfg.get("channel")
-        kwargs = dict(self.kwargs)
+        """Fill what the user left out from python-can's configuration, then defaults.
+        Raises ConfigError (one line, naming the source) for a configuration that is wrong."""
+        configured = _configured_interface()
+        interface = self.interface or configured or "virtual"
+        if self.interface is None and interface not in can.interfaces.VALID_INTERFACES:
+            valid = ", ".join(sorted(can.interfaces.VALID_INTERFACES))
+            raise ConfigError(
+                f"unknown CAN interface {interface!r}; python-can knows: {valid}",
+                source=f"python-can configuration ({_origin('interface')})",
+                field="interface",
+            )
+        cfg: dict[str, Any] = {}
+        if configured in (None, interface) and interface in can.interfaces.VALID_INTERFACES:
+            given: dict[str, Any] = {"interface": interface}
+            if self.channel is not None:
+                given["channel"] = self.channel
+            if self.given_bitrate is not None:
+                given["bitrate"] = self.given_bitrate
+            cfg = _load_python_can_config(given)
+        channel = self.channel if self.channel is not None else cfg.get("channel")
         if channel is None:
             channel = _DEFAULT_CHANNELS.get(interface)
+        bitrate = self.given_bitrate
+        if bitrate is None:
+            bitrate = _config_bitrate(cfg)
+        kwargs = dict(self.kwargs)  # --bus-kwarg wins over python-can's configuration
+        for key, value in cfg.items():
+            if key not in _NOT_BUS_KEYS:
+                kwargs.setdefault(key, value)
         if interface == "socketcand":  # the defaults of `bms-emu hub`
             kwargs.setdefault("host", "127.0.0.1")
             kwargs.setdefault("port", 29536)
-        return BusSpec(interface, channel, self.bitrate, kwargs)
+        return BusSpec(interface, channel, bitrate, kwargs)
 
     def describe(self) -> str:
         kw = "".join(f" {k}={v}" for k, v in self.kwargs.items())
         return f"{self.interface} {self.channel or '(default channel)'} {self.bitrate} bit/s{kw}"
+
+
+# keys of python-can's configuration that are not keyword arguments of the bus
+# (BusSpec's own fields, and can.Bus's parameters)
+_NOT_BUS_KEYS = frozenset(
+    ("interface", "bustype", "channel", "bitrate", "config_context", "context", "ignore_config")
+)
+_ENV_KEYS = {"interface": "CAN_INTERFACE", "channel": "CAN_CHANNEL", "bitrate": "CAN_BITRATE"}
+
+
+def _configured_interface() -> str | None:
+    """The interface python-can's configuration names, or None; the sources in the order
+    ``can.util.load_config`` reads them (the first that names one wins)."""
+    try:
+        sources = (
+            can.rc,
+            can.util.load_environment_config(),
+            can.util.load_file_config(),
+        )
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"not valid JSON ({exc})", source="python-can configuration", field="CAN_CONFIG"
+        ) from None
+    except configparser.Error as exc:
+        where = getattr(exc, "source", None) or _searched()
+        raise ConfigError(_first_line(exc), source=f"python-can configuration ({where})") from None
+    for src in sources:
+        value = src.get("interface") or src.get("bustype")
+        if value:
+            return str(value)
+    return None
+
+
+def _load_python_can_config(given: dict[str, Any]) -> dict[str, Any]:
+    """``can.util.load_config(config=given)``: the given values win, python-can's
+    configuration fills the rest; its errors as one line."""
+    try:
+        return dict(can.util.load_config(config=dict(given)))
+    except (ValueError, TypeError, configparser.Error, can.CanInterfaceNotImplementedError) as exc:
+        raise ConfigError(
+            _first_line(exc), source=f"python-can configuration ({_searched()})"
+        ) from None
+
+
+def _config_bitrate(cfg: dict[str, Any]) -> int:
+    """The bit rate python-can's configuration gives (or its bit timing), else 500000."""
+    raw = cfg.get("bitrate")
+    if raw is None:
+        timing = cfg.get("timing")
+        nominal = getattr(timing, "nom_bitrate", None) or getattr(timing, "bitrate", None)
+        return int(nominal) if nominal else DEFAULT_BITRATE
+    value = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        value = int(raw)
+    if value is None or value <= 0:
+        raise ConfigError(
+            f"must be a whole number of bit/s > 0, got {raw!r}",
+            source=f"python-can configuration ({_origin('bitrate')})",
+            field="bitrate",
+        )
+    return value
+
+
+def _origin(key: str) -> str:
+    """Where python-can's configuration takes ``key`` from, for an error message."""
+    if key in can.rc:
+        return "can.rc"
+    env = _ENV_KEYS.get(key)
+    if env and os.environ.get(env):
+        return env
+    with contextlib.suppress(ValueError):
+        if key in json.loads(os.environ.get("CAN_CONFIG", "{}")):
+            return "CAN_CONFIG"
+    for name in reversed(can.util.CONFIG_FILES):  # a later file overrides an earlier one
+        path = os.path.expanduser(name)
+        parser = configparser.ConfigParser()
+        parser.optionxform = lambda optionstr: optionstr  # type: ignore[method-assign]
+        with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
+            parser.read(path)
+            if parser.has_option("default", key):
+                return path
+    return _searched()
+
+
+def _searched() -> str:
+    files = ", ".join(can.util.CONFIG_FILES)
+    return f"can.rc, the CAN_* environment, {files}"
 
 
 def open_bus(spec: BusSpec) -> can.BusABC:
@@ -102,7 +247,9 @@ def open_bus(spec: BusSpec) -> can.BusABC:
     if iface == "socketcand":
         _probe_server(str(kwargs.get("host")), int(kwargs.get("port", 29536)))
     try:
-        return can.Bus(interface=iface, channel=spec.channel, **kwargs)
+        _import_backend_quietly(iface)
+        # the spec is resolved: python-can's configuration is in it already, or left out
+        return can.Bus(interface=iface, channel=spec.channel, ignore_config=True, **kwargs)
     except (can.CanInterfaceNotImplementedError, ImportError) as exc:
         hint = _DRIVER_HINTS.get(iface, "install the adapter's driver or library")
         raise CanLinkError(
@@ -130,6 +277,21 @@ def open_bus(spec: BusSpec) -> can.BusABC:
         raise CanLinkError(f"cannot open {where}: {text}") from None
     except ValueError as exc:
         raise CanLinkError(f"cannot open {where}: {_first_line(exc)}") from None
+
+
+def _import_backend_quietly(iface: str) -> None:
+    """Import the interface's python-can module with its import-time warnings off (the
+    vector one logs "Could not import vxlapi" before the error that says it all)."""
+    module = can.interfaces.BACKENDS.get(iface, (None,))[0]
+    if module is None or module in sys.modules:
+        return
+    logger = logging.getLogger("can.interfaces")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        importlib.import_module(module)
+    finally:
+        logger.setLevel(level)
 
 
 def rx_pending(bus: can.BusABC) -> Callable[[], int]:

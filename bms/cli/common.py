@@ -44,7 +44,12 @@ def add_bus_options(
 ) -> None:
     p.add_argument("--interface", help=f"python-can interface: {examples}, ...")
     p.add_argument("--channel", help="channel of the interface (vcan0, /dev/ttyACM0, ...)")
-    p.add_argument("--bitrate", type=int, default=500_000, help="bit/s (default 500000)")
+    p.add_argument(
+        "--bitrate",
+        type=int,
+        default=None,
+        help="bit/s (default: python-can's configuration, else 500000)",
+    )
     p.add_argument(
         "--bus-kwarg",
         action="append",
@@ -75,6 +80,8 @@ def bus_kwargs(items: list[str]) -> dict[str, object]:
 
 
 def bus_spec(args: argparse.Namespace) -> BusSpec:
-    if args.bitrate <= 0:
+    """The bus the options name; what they leave out (None) comes from python-can's
+    configuration, then the defaults, when the spec is resolved."""
+    if args.bitrate is not None and args.bitrate <= 0:
         raise ConfigError(f"must be > 0, got {args.bitrate}", field="--bitrate")
     return BusSpec(args.interface, args.channel, args.bitrate, bus_kwargs(args.bus_kwarg))
