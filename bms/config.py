@@ -26,6 +26,7 @@ from bms.errors import ConfigError
 __all__ = [
     "BalancingConfig",
     "BalancingStrategyConfig",
+    "CanConfig",
     "Config",
     "ContactorConfig",
     "ContactorControlConfig",
@@ -418,6 +419,22 @@ class ContactorControlConfig(_Section):
                 )
 
 
+# extra keyword arguments of a python-can bus, as (key, value) pairs (a TOML table)
+BusOptions = tuple[tuple[str, str | int | float | bool], ...]
+
+
+@dataclass(frozen=True)
+class CanConfig(_Section):
+    """The CAN bus, when the command line does not name it (``--interface`` and the
+    other bus options win; python-can's own configuration fills what is left)."""
+
+    _section = "can"
+    interface: str = ""  # a python-can interface: virtual, socketcan, slcan, pcan, ...
+    channel: str = ""  # vcan0, /dev/ttyACM0, PCAN_USBBUS1, ...
+    bitrate: int = _num(0, 0)  # bit/s; 0: python-can's configuration, else 500000
+    options: BusOptions = ()  # [can.options]: extra keywords of the bus
+
+
 @dataclass(frozen=True)
 class FirmwareConfig(_Section):
     """The emulated BMS: task periods and algorithms."""
@@ -444,6 +461,7 @@ class Config(_Section):
     contactors: ContactorConfig = field(default_factory=ContactorConfig)
     sensors: SensorConfig = field(default_factory=SensorConfig)
     firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
+    can: CanConfig = field(default_factory=CanConfig)
 
     def check(self) -> None:
         n = self.pack.n_cells
@@ -506,6 +524,19 @@ def _build(cls: type, data: Any, section: str) -> Any:
             if not isinstance(val, str):
                 raise ConfigError(f"must be a string, got {val!r}", field=fld)
             kwargs[name] = val
+        elif typ == BusOptions:
+            if isinstance(val, list | tuple) and all(
+                isinstance(v, list | tuple) and len(v) == 2 for v in val
+            ):
+                val = dict(val)  # the default's pairs, for a section the file gives in part
+            if not isinstance(val, dict) or not all(
+                isinstance(v, str | int | float | bool) for v in val.values()
+            ):
+                raise ConfigError(
+                    "must be a table of keywords with a string, number or true/false each",
+                    field=fld,
+                )
+            kwargs[name] = tuple(val.items())
         elif typing.get_origin(typ) is tuple and typing.get_args(typ)[0] is float:
             args = typing.get_args(typ)
             n_want = None if args[-1] is Ellipsis else len(args)

@@ -79,9 +79,20 @@ def bus_kwargs(items: list[str]) -> dict[str, object]:
     return out
 
 
-def bus_spec(args: argparse.Namespace) -> BusSpec:
-    """The bus the options name; what they leave out (None) comes from python-can's
-    configuration, then the defaults, when the spec is resolved."""
+def bus_spec(args: argparse.Namespace, cfg: Config | None = None) -> BusSpec:
+    """The bus the options name; what they leave out comes from the configuration's
+    ``[can]`` section (``cfg``), then, when the spec is resolved, from python-can's
+    configuration and the defaults. ``[can]`` applies when it names no interface or the
+    one the options name (a section for another interface is left out whole)."""
     if args.bitrate is not None and args.bitrate <= 0:
         raise ConfigError(f"must be > 0, got {args.bitrate}", field="--bitrate")
-    return BusSpec(args.interface, args.channel, args.bitrate, bus_kwargs(args.bus_kwarg))
+    interface, channel, bitrate = args.interface, args.channel, args.bitrate
+    kwargs: dict[str, object] = {}
+    can_cfg = cfg.can if cfg is not None else None
+    if can_cfg is not None and (not can_cfg.interface or interface in (None, can_cfg.interface)):
+        interface = interface or can_cfg.interface or None
+        channel = channel if channel is not None else (can_cfg.channel or None)
+        bitrate = bitrate if bitrate is not None else (can_cfg.bitrate or None)
+        kwargs.update(can_cfg.options)
+    kwargs.update(bus_kwargs(args.bus_kwarg))  # --bus-kwarg wins
+    return BusSpec(interface, channel, bitrate, kwargs)

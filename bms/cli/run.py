@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     for opt, path in (("--summary", args.summary), ("--nvm", args.nvm)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise ConfigError(f"the folder of {path} does not exist", field=opt)
-    spec = bus_spec(args)
+    spec = bus_spec(args, cfg)
     if args.slcan_pty and spec.resolved().interface != "virtual":
         raise ConfigError(
             "needs the virtual interface (it bridges the emulator's virtual bus to a pty); "

@@ -163,6 +163,13 @@ def test_run_reports_bus_load_at_the_configured_bitrate(home: Path, capsys) -> N
     captured = capsys.readouterr()
     assert "virtual cfg 125000 bit/s" in captured.err
     assert "periods at 125000 bit/s" in captured.out
+    # the [can] section of --config, between the two
+    toml = home / "pack.toml"
+    toml.write_text('[can]\nchannel = "toml"\nbitrate = 1000000\n')
+    assert main(["run", "--duration", "0.1", "--quiet", "--config", str(toml)]) == 0
+    captured = capsys.readouterr()
+    assert "virtual toml 1000000 bit/s" in captured.err
+    assert "periods at 1000000 bit/s" in captured.out
 
 
 def _run_cli(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -193,3 +200,70 @@ def test_an_interface_without_its_driver_is_one_line_without_warnings(home: Path
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: vector: driver not available"), lines
+
+
+def _toml_spec(tmp_path: Path, toml: str, *argv: str) -> BusSpec:
+    """The bus of ``bms-emu run --config FILE`` with ``toml`` in FILE and ``argv``."""
+    from bms.config import load_config
+
+    path = tmp_path / "pack.toml"
+    path.write_text(toml)
+    parser = argparse.ArgumentParser()
+    add_bus_options(parser)
+    return bus_spec(parser.parse_args(list(argv)), load_config(path))
+
+
+def test_the_can_section_of_the_configuration_names_the_bus(home: Path, tmp_path: Path) -> None:
+    _canrc(home, "interface = virtual", "channel = fromrc", "bitrate = 125000", "fd = True")
+    toml = (
+        '[can]\ninterface = "virtual"\nchannel = "bench"\nbitrate = 250000\n'
+        "[can.options]\nreceive_own_messages = true\n"
+    )
+    spec = _toml_spec(tmp_path, toml).resolved()
+    assert (spec.interface, spec.channel, spec.bitrate) == ("virtual", "bench", 250000)
+    # the section's options, then python-can's extra keys where the section is silent
+    assert spec.kwargs["receive_own_messages"] is True and spec.kwargs["fd"] is True
+    # the command line wins over the section
+    spec = _toml_spec(
+        tmp_path,
+        toml,
+        "--channel",
+        "cli",
+        "--bitrate",
+        "500000",
+        "--bus-kwarg",
+        "receive_own_messages=false",
+    ).resolved()
+    assert (spec.channel, spec.bitrate, spec.kwargs["receive_own_messages"]) == (
+        "cli",
+        500000,
+        False,
+    )
+    # a section for another interface is left out whole (its channel is no vcan name)
+    spec = _toml_spec(
+        tmp_path, '[can]\ninterface = "pcan"\nchannel = "PCAN_USBBUS1"\n', "--interface", "virtual"
+    ).resolved()
+    assert (spec.interface, spec.channel, spec.bitrate) == ("virtual", "fromrc", 125000)
+    # a section in part: the rest from python-can's configuration
+    spec = _toml_spec(tmp_path, "[can]\nbitrate = 1000000\n").resolved()
+    assert (spec.interface, spec.channel, spec.bitrate) == ("virtual", "fromrc", 1000000)
+
+
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        ("[can]\nbitrate = -1\n", "[can] bitrate: must be >= 0, got -1"),
+        ('[can]\nbitrate = "fast"\n', "[can] bitrate: must be an integer, got 'fast'"),
+        ("[can]\nspeed = 1\n", "[can]: unknown field 'speed'"),
+        ("[can.options]\nx = [1, 2]\n", "[can] options: must be a table of keywords"),
+    ],
+)
+def test_a_bad_can_section_is_one_line(tmp_path: Path, toml: str, says: str) -> None:
+    from bms.config import load_config
+
+    path = tmp_path / "pack.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: {says}" or str(err.value).startswith(f"{path}: {says}")
+    assert "\n" not in str(err.value)
