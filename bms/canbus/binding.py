@@ -194,13 +194,14 @@ def _as_list(x: Any, where: str, problems: list[str]) -> list[str]:
 def load_binding(
     path: str | Path | None = None,
     sizes: dict[str, int] | None = None,
-    roles: Iterable[str] = ROLES,
+    roles: Iterable[str] | None = ROLES,
     dbc: Iterable[str | Path] | None = None,
 ) -> Binding:
     """Load and check a binding (the built-in one by default) for arrays of ``sizes``
     (``cell_voltage_v``, ``temp_c``, ``bleed``: elements each); ``roles`` are the
-    nodes that run here, whose inputs must all be carried. ``dbc`` replaces the DBC
-    files the binding names (a newer release of the same matrix, say)."""
+    nodes that run here, whose inputs must all be carried (None: the nodes the binding
+    maps in ``[nodes]``). ``dbc`` replaces the DBC files the binding names (a newer
+    release of the same matrix, say)."""
     path = Path(path) if path is not None else DEFAULT_BINDING
     src = str(path)
     try:
@@ -255,7 +256,7 @@ def load_binding(
         else:  # its own problems are listed: what it would carry is not missing as well
             broken |= _declared_values(spec)
 
-    roles = tuple(roles)
+    roles = tuple(nodes) if roles is None else tuple(roles)
     for role in roles:
         carried = {v for m in bound.values() if role in m.receivers for v in m.values()}
         for need in sorted(NODE_INPUTS.get(role, ())):

@@ -21,8 +21,9 @@ the checks a real ECU makes before a value reaches a node:
   invalid reading.
 
 Nothing raises out of the receive path; every drop is counted and logged,
-rate-limited (the first of each kind and identifier, then at most one line
-per kind every ``log_interval_s`` with the count since).
+rate-limited (the first of each kind with its identifier, then at most one
+line per kind every ``log_interval_s`` of wall time with the count since, and
+the rest at :meth:`CanLink.flush_log`; memory: one entry per kind).
 """
 
 from __future__ import annotations
@@ -363,9 +364,10 @@ class CanLink:
         self._local_tx = {bm.key for bm in binding.messages.values() if bm.sender in nodes}
         self.route()
         self._log_interval_s = log_interval_s
-        self._logged: set[tuple[str, int]] = set()
-        self._last_log: dict[str, float] = {}
-        self._since_log: Counter[str] = Counter()
+        self._logged: dict[str, tuple[int, str]] = {}  # kind -> last (identifier, text)
+        self._last_log: dict[str, float] = {}  # kind -> wall time of its last line
+        self._since_log: Counter[str] = Counter()  # kind -> errors not yet reported
+        self._clock: Callable[[], float] = time.monotonic  # wall clock of the rate limit
         self.timestamp = timestamp  # simulated time -> a frame's timestamp (None: as is)
         self.bus_ok = True
         self.on_send_error: Callable[[Exception], None] | None = None
@@ -646,26 +648,41 @@ class CanLink:
     # ------------------------------------------------------------------ bookkeeping
 
     def _count(self, kind: str, frame_id: int, text: str, t_s: float, n: int = 1) -> None:
+        """Count ``n`` errors of ``kind``; log the first of a kind at once, then at most one
+        line per kind every ``log_interval_s`` of wall time, whatever the identifiers (a
+        flood in virtual time is still a flood for whoever reads the log). Memory: one
+        entry per kind."""
         self.stats.errors[kind] += n
-        key = (kind, frame_id)
-        now = time.monotonic()
-        if key not in self._logged:
-            self._logged.add(key)
-            self._last_log.setdefault(kind, now)
+        now = self._clock()
+        if kind not in self._logged:
+            self._logged[kind] = (frame_id, text)
+            self._last_log[kind] = now
             _log.warning("t=%.3f s id 0x%X: %s: %s", t_s, frame_id, kind.replace("_", " "), text)
             self._since_log[kind] += n - 1
             return
+        self._logged[kind] = (frame_id, text)
         self._since_log[kind] += n
-        if now - self._last_log.get(kind, 0.0) >= self._log_interval_s:
-            _log.warning(
-                "%s: %d more since the last report (last: id 0x%X, %s)",
-                kind.replace("_", " "),
-                self._since_log[kind],
-                frame_id,
-                text,
-            )
+        if now - self._last_log[kind] >= self._log_interval_s:
             self._last_log[kind] = now
-            self._since_log[kind] = 0
+            self._report(kind)
+
+    def _report(self, kind: str) -> None:
+        frame_id, text = self._logged[kind]
+        _log.warning(
+            "%s: %d more since the last report (last: id 0x%X, %s)",
+            kind.replace("_", " "),
+            self._since_log[kind],
+            frame_id,
+            text,
+        )
+        self._since_log[kind] = 0
+
+    def flush_log(self) -> None:
+        """Log the errors counted since the last line of each kind (at shutdown, so that
+        the rate limit loses no count)."""
+        for kind in list(self._since_log):
+            if self._since_log[kind] > 0 and kind in self._logged:
+                self._report(kind)
 
     def bus_load(self, bitrate: int, seconds: float) -> float:
         """Fraction of the bus's capacity used by frames sent and received here."""

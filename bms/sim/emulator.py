@@ -226,9 +226,14 @@ class Emulator:
         if log_path is not None:
             try:
                 self._writer = can.Logger(str(log_path))
-            except (OSError, ValueError, ImportError) as exc:
+            except (OSError, ValueError, ImportError, NotImplementedError) as exc:
+                # (NotImplementedError: python-can's answer to a missing optional package)
                 self.close()
-                raise ConfigError(f"cannot write {log_path}: {exc}", field="--log") from None
+                why = str(exc)
+                if isinstance(exc, NotImplementedError) and "asammdf" in why:
+                    why = ".mf4 needs the asammdf package (pip install asammdf)"
+                    why += "; or use .asc, .blf or .log"
+                raise ConfigError(f"cannot write {log_path}: {why}", field="--log") from None
         self._t0_wall = 0.0
         stamp = (lambda t: t) if speed is None else (lambda t: self._t0_wall + t)
         self.link = CanLink(b, self.nodes, self.bus, self._writer, timestamp=stamp)  # type: ignore[arg-type]
@@ -676,6 +681,9 @@ class Emulator:
         if self._rx_thread is not None:
             self._rx_thread.join(timeout=1.0)
             self._rx_thread = None
+        link = getattr(self, "link", None)  # None: closed while being built
+        if link is not None:
+            link.flush_log()  # the errors the rate limit held back since their last line
         if self._writer is not None:
             self._writer.stop()
             self._writer = None

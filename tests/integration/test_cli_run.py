@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -72,13 +75,24 @@ def test_run_with_a_real_time_clock_keeps_the_periods(tmp_path) -> None:
         (["run", "--interface", "pcan"], "error: pcan: driver not available"),
         (["run", "--interface", "kvaser"], "error: kvaser: driver not available"),
         (["run", "--interface", "gs_usb"], "error: gs_usb: driver not available"),
+        pytest.param(
+            ["run", "--log", "x.mf4", "--duration", "1"],
+            "error: --log: cannot write x.mf4: .mf4 needs the asammdf package (pip install",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("asammdf") is not None,
+                reason="asammdf is installed: .mf4 logs can be written, no error to show",
+            ),
+            id="mf4-without-asammdf",
+        ),
     ],
 )
-def test_bad_run_arguments_print_one_error_line(argv, message, capsys) -> None:
+def test_bad_run_arguments_print_one_error_line(argv, message, capsys, caplog) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message), err
-    assert err.count("\n") == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    gc.collect()  # a bus opened before the error is shut down, not left to its finalizer
+    assert "not properly shut down" not in caplog.text
 
 
 def test_socketcan_without_af_can_or_vcan_says_what_to_do() -> None:
@@ -122,6 +136,26 @@ def test_dbc_check_and_dump(capsys) -> None:
     out = capsys.readouterr().out
     assert "CMU_CellVoltages" in out and "0x18FF4090x" in out
     assert "cell_voltage_v" in out and "67 pages" in out
+
+
+def test_dbc_check_refuses_a_bitrate_of_zero_and_judges_the_bus_load(capsys) -> None:
+    for bitrate in ("0", "-5"):  # not a division by zero
+        assert main(["dbc", "check", "--bitrate", bitrate]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --bitrate: must be > 0, got {bitrate}\n"
+    # the built-in matrix of a 200-cell pack: about 38 % at 500 kbit/s, 77 % at 250, 192 % at 100
+    assert main(["dbc", "check", "--bitrate", "100000"]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err.startswith("error: ") and cap.err.count("\n") == 1
+    assert re.search(r"bus load \d{3,}\.\d% at 100000 bit/s", cap.err), cap.err
+    assert "does not fit" in cap.err and "higher --bitrate or longer" in cap.err
+    assert main(["dbc", "check", "--bitrate", "250000"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.startswith("ok: ") and "at 250000 bit/s" in cap.out
+    assert cap.err.startswith("warning: ") and cap.err.count("\n") == 1
+    assert "above the 40% design limit" in cap.err and "at 250000 bit/s" in cap.err
+    assert main(["dbc", "check"]) == 0  # 500 kbit/s: within the design limit, no warning
+    assert capsys.readouterr().err == ""
 
 
 def test_dbc_check_of_a_broken_binding_lists_problems_and_exits_2(tmp_path, capsys) -> None:

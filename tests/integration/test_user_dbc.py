@@ -229,6 +229,10 @@ def test_a_message_with_a_problem_is_not_also_reported_as_missing_values(
     with pytest.raises(BindingError) as err:
         load_binding(user_binding, sizes, ROLES)
     assert err.value.problems == ["[message.ShuntData]: no signal 'FbPre' in message ShuntData"]
+    # `bms-emu dbc check` checks the nodes the binding maps (no charger here), not all four
+    with pytest.raises(BindingError) as err:
+        load_binding(user_binding, sizes, None)
+    assert err.value.problems == ["[message.ShuntData]: no signal 'FbPre' in message ShuntData"]
     # a value that no message binds at all is still missing
     text = user_binding.read_text().replace('FbPre = "precharge_feedback"\n', "")
     user_binding.write_text(text)
