@@ -31,7 +31,9 @@ def test_run_writes_summary_and_a_log_that_decodes(tmp_path, capsys) -> None:
     s = json.loads(summary.read_text())
     assert s["simulated_s"] == pytest.approx(20.0)
     assert s["speed_factor"] > 1.0
+    assert s["speed_factor"] == pytest.approx(s["simulated_s"] / s["wall_s"], rel=0.02)
     assert s["frames_sent"] > 20 * 1000
+    assert s["frames_received"] == 0 and s["faults_seen"] == [] and s["errors"] == {}
     assert s["error_total"] == 0
     assert s["nodes"] == ["pack", "bms", "vcu", "charger"]
     assert set(s["soc_true"]) == {"min", "mean", "max"} and s["soc_estimated"]
