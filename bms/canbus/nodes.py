@@ -14,8 +14,9 @@ one of the node's messages is encoded, so what goes out is sampled then.
   :data:`RX_TIMEOUT_PERIODS`. The physical load (the vehicle's
   inverter, the charger) reaches it through :meth:`PackNode.set_load`, not CAN.
 - :class:`BmsNode` is the emulated firmware. It sees only decoded frames:
-  cell data missing for ``cell_data_timeout_s`` (3.5 of its DBC periods) reads as NaN (an invalid
-  reading, which the firmware's plausibility checks turn into a fault).
+  cell data missing for ``cell_data_timeout_s`` (3.5 of its DBC periods)
+  reads as NaN (an invalid reading, which the firmware's plausibility checks
+  turn into a fault).
 - :class:`VcuNode` plays a vehicle through a :class:`~bms.sim.mission.Mission`:
   mode and contactor requests, heartbeat, and a traction current that
   respects the BMS's limits.
