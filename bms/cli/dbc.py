@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from bms.canbus.binding import describe, load_binding
-from bms.canbus.bus import DEFAULT_BITRATE
+from bms.canbus.bus import BusSpec
 from bms.canbus.link import matrix_load
 from bms.cli.common import add_config_options, config_from
 from bms.errors import ConfigError
@@ -47,7 +47,8 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bitrate",
         type=int,
-        help="bit/s for the bus load (default: [can] bitrate of --config, else 500000)",
+        help="bit/s for the bus load (default: the [can] bitrate of --config, else python-can's "
+        "configuration, else 500000)",
     )
     p.set_defaults(func=run)
 
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.bitrate is not None and args.bitrate <= 0:
         raise ConfigError(f"must be > 0, got {args.bitrate}", field="--bitrate")
     cfg = config_from(args)
-    bitrate = args.bitrate or cfg.can.bitrate or DEFAULT_BITRATE
+    # as `bms-emu run` takes it: the option, [can], python-can's configuration, 500000
+    bitrate = args.bitrate or cfg.can.bitrate or BusSpec().bitrate
     pack = Pack(cfg)
     sizes = {
         "cell_voltage_v": cfg.pack.series,

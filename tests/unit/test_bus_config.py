@@ -267,3 +267,15 @@ def test_a_bad_can_section_is_one_line(tmp_path: Path, toml: str, says: str) -> 
         load_config(path)
     assert str(err.value) == f"{path}: {says}" or str(err.value).startswith(f"{path}: {says}")
     assert "\n" not in str(err.value)
+
+
+def test_dbc_check_takes_the_bitrate_as_run_does(home: Path, capsys) -> None:
+    _canrc(home, "interface = virtual", "bitrate = 250000")
+    assert main(["dbc", "check"]) == 0
+    assert "bus load 76.7% at 250000 bit/s" in capsys.readouterr().out
+    toml = home / "pack.toml"
+    toml.write_text("[can]\nbitrate = 1000000\n")
+    assert main(["dbc", "check", "--config", str(toml)]) == 0
+    assert "at 1000000 bit/s" in capsys.readouterr().out
+    assert main(["dbc", "check", "--config", str(toml), "--bitrate", "500000"]) == 0
+    assert "bus load 38.3% at 500000 bit/s" in capsys.readouterr().out
